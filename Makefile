@@ -1,0 +1,60 @@
+# lmforge: the common commands. Everything runs inside .venv (created by `make install`).
+PYTHON_SYS ?= python3
+VENV       ?= .venv
+PY         := $(VENV)/bin/python
+# torch goes in first and pinned: on CPU machines pip takes the local CPU build; an unpinned
+# torch (or a range admitting newer releases) pulls several GB of CUDA wheels.
+TORCH_SPEC ?= torch==2.13.0
+MODEL      ?= bert-tiny
+TASK       ?= glue
+GLUE_DIR   ?=
+DATA       ?=
+FAMILY     ?= bert
+CORPUS     ?= default
+VOCAB      ?= 8192
+ARGS       ?=
+export WANDB_MODE ?= offline
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: install test test-fast pretrain finetune tokenizer corpus bench lint recipes clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $@
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-fast: install
+	$(PY) -m pytest -q tests -m "not slow"
+
+pretrain: install
+	$(PY) -m pipelines pretrain $(MODEL) $(ARGS)
+
+finetune: install
+	$(PY) -m pipelines finetune --task $(TASK) --model $(MODEL) $(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) \
+		$(if $(DATA),--data $(DATA)) $(ARGS)
+
+tokenizer: install
+	$(PY) -m pipelines tokenizer --family $(FAMILY) --corpus $(CORPUS) --vocab_size $(VOCAB) \
+		--output_dir runs/tokenizers/$(FAMILY)-$(VOCAB)
+
+corpus: install
+	$(PY) -m pipelines corpus
+
+recipes: install
+	$(PY) -m pipelines recipes
+
+bench: install
+	$(PY) -m pipelines.bench $(ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf runs .pytest_cache

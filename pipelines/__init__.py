@@ -1,0 +1,1 @@
+"""lmforge's engine and entry points: `python -m pipelines <command>` (see pipelines/cli.py)."""

@@ -1,0 +1,238 @@
+"""The training engine: one accelerate loop for every task (pretraining and fine-tuning).
+
+DDP / FSDP / DeepSpeed, mixed precision and the device come from accelerate (its launch
+config or `accelerate_configs/*.yaml`); the task supplies model, data, corruption and losses.
+Losses are averaged over the units (tokens, examples) of the GLOBAL batch, so how the batch
+is split between per-device size, accumulation steps and processes does not change them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from pipelines import checkpoint
+from pipelines.config import Recipe, TrainingSection, recipe_to_dict
+from pipelines.errors import LmforgeError
+from pipelines.flops import mfu
+from pipelines.sampling import GlobalBatchSampler, collate_seed
+from pipelines.tracking import JsonlLog, log_with
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    export_dirs: list[Path]
+    steps: int
+    history: list[dict] = field(default_factory=list)  # the logged training records
+    eval_metrics: dict = field(default_factory=dict)  # final evaluation
+
+
+def make_accelerator(t: TrainingSection):
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
+    if t.mixed_precision not in ("no", "bf16", "fp16"):
+        raise LmforgeError(f"training.mixed_precision: '{t.mixed_precision}' is not one of no, bf16, fp16")
+    return Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
+                       log_with=log_with(t.report_to),
+                       project_config=ProjectConfiguration(project_dir=t.output_dir, logging_dir=t.output_dir))
+
+
+def build_optimizer(model, t: TrainingSection) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases and norms (BERT's choice); fused kernel where available."""
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    device = next(model.parameters()).device
+    fused = device.type == "cuda" or (device.type == "cpu" and hasattr(torch._C, "_foreach_add_"))
+    kwargs = dict(lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
+    try:
+        return torch.optim.AdamW(groups, fused=fused, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, **kwargs)
+
+
+def train_step(accelerator, model, optimizer, task, micro_batches: list[dict], max_grad_norm: float) -> dict:
+    """One optimizer step over `micro_batches`; returns the global-batch loss terms and grad norm.
+
+    Each term is divided by its unit count summed over all micro-batches and ranks, then
+    scaled by the world size (DDP averages gradients over ranks) and by the number of
+    micro-batches (accelerate divides by it in backward, DeepSpeed too): the gradient is
+    exactly that of the global-batch average.
+    """
+    counts = [task.loss_counts(b) for b in micro_batches]
+    names = list(task.loss_weights)
+    local = torch.stack([sum(c[n] for c in counts).float() for n in names]).to(accelerator.device)
+    total = accelerator.reduce(local, reduction="sum").clamp_min(1.0)
+    scale = accelerator.num_processes * len(micro_batches)
+    sums = torch.zeros(len(names), device=accelerator.device)
+    grad_norm = None
+    model.train()
+    for batch in micro_batches:
+        with accelerator.accumulate(model):
+            with accelerator.autocast():
+                terms = task.loss(model, batch)
+            loss = sum(task.loss_weights[n] * terms[n] / total[i] for i, n in enumerate(names))
+            accelerator.backward(loss * scale)
+            sums += torch.stack([terms[n].detach().float() for n in names])
+            if accelerator.sync_gradients and max_grad_norm > 0:
+                grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    means = accelerator.reduce(sums, reduction="sum") / total
+    logs = {f"loss/{n}": means[i].item() for i, n in enumerate(names)} if len(names) > 1 else {}
+    logs["loss"] = sum(task.loss_weights[n] * means[i].item() for i, n in enumerate(names))
+    if grad_norm is not None:
+        logs["grad_norm"] = float(grad_norm)
+    return logs
+
+
+@torch.no_grad()
+def evaluate(accelerator, model, task, batches: list[dict]) -> dict:
+    """Per-term mean losses over the eval batches (all ranks) plus the task's own metrics."""
+    model.eval()
+    names = list(task.loss_weights)
+    sums = torch.zeros(len(names), device=accelerator.device)
+    counts = torch.zeros(len(names), device=accelerator.device)
+    for batch in batches:
+        with accelerator.autocast():
+            terms = task.loss(model, batch)
+        c = task.loss_counts(batch)
+        sums += torch.stack([terms[n].float() for n in names])
+        counts += torch.stack([torch.as_tensor(c[n], device=accelerator.device).float() for n in names])
+    sums = accelerator.reduce(sums, reduction="sum")
+    counts = accelerator.reduce(counts, reduction="sum").clamp_min(1.0)
+    out = {f"eval/loss/{n}": (sums[i] / counts[i]).item() for i, n in enumerate(names)} if len(names) > 1 else {}
+    out["eval/loss"] = sum(task.loss_weights[n] * (sums[i] / counts[i]).item() for i, n in enumerate(names))
+    out.update({f"eval/{k}": v for k, v in task.eval_metrics(model, batches).items()})
+    model.train()
+    return out
+
+
+def _to_device(batch: dict, device) -> dict:
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def resolve_max_steps(t: TrainingSection, n_examples: int, world: int) -> int:
+    if t.max_steps > 0:
+        return t.max_steps
+    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps * world
+    return max(1, math.ceil(t.num_train_epochs * n_examples / per_step))
+
+
+def train(task, recipe: Recipe) -> TrainResult:
+    """Run the recipe's training for `task` end to end: data, model, loop, checkpoints, export."""
+    from tqdm.auto import tqdm
+    from transformers import get_scheduler
+    from transformers import set_seed as hf_set_seed
+
+    t = recipe.training
+    out = Path(t.output_dir)
+    accelerator = make_accelerator(t)
+    hf_set_seed(t.seed)
+    with accelerator.main_process_first():  # rank 0 builds the tokenizer / caches, the others reuse them
+        tokenizer = task.load_tokenizer()
+        train_data, eval_data = task.prepare(tokenizer)
+    if len(train_data) == 0:
+        raise LmforgeError(f"recipe '{recipe.name}': the training set is empty after preprocessing")
+    model = task.build_model(tokenizer)
+    if t.torch_compile:
+        model = torch.compile(model)
+    optimizer = build_optimizer(model, t)
+    world, ga = accelerator.num_processes, t.gradient_accumulation_steps
+    sampler = GlobalBatchSampler(len(train_data), t.per_device_train_batch_size, world, t.seed)
+    max_steps = resolve_max_steps(t, len(train_data), world)
+    warmup = t.warmup_steps or int(t.warmup_ratio * max_steps)
+    scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
+    # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would step it
+    # once per process and shorten the schedule under DDP.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    accelerator.register_for_checkpointing(scheduler)
+
+    eval_gen = torch.Generator().manual_seed(collate_seed(t.seed, -1, 0, accelerator.process_index))
+    eval_batches = [_to_device(task.collate([eval_data[i] for i in idx], eval_gen), accelerator.device)
+                    for idx in sampler.eval_batches(len(eval_data), t.per_device_eval_batch_size,
+                                                    accelerator.process_index, t.max_eval_batches, world)]
+
+    start_step, state = 0, {"tokens": 0}
+    resume = checkpoint.resolve_resume(t.resume_from_checkpoint, out)
+    if resume is not None:
+        state = checkpoint.load_checkpoint(accelerator, resume)
+        start_step = state["step"]
+        accelerator.print(f"resumed from {resume} at step {start_step}")
+
+    if accelerator.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=2))
+    accelerator.init_trackers(t.project, config=recipe_to_dict(recipe),
+                              init_kwargs={"wandb": {"name": t.run_name or recipe.name, "dir": str(out)}})
+    log = JsonlLog(out / "metrics.jsonl", accelerator.is_main_process)
+    flops_tok = task.flops_per_token(accelerator.unwrap_model(model))
+    history: list[dict] = []
+    bar = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps,
+               disable=not accelerator.is_local_main_process, desc=recipe.name, dynamic_ncols=True)
+    window_tokens, window_start = 0, time.perf_counter()
+    for step in bar:
+        micro = []
+        for m in range(ga):
+            gen = torch.Generator().manual_seed(collate_seed(t.seed, step, m, accelerator.process_index))
+            idx = sampler.indices(step * ga + m, accelerator.process_index)
+            micro.append(_to_device(task.collate([train_data[i] for i in idx], gen), accelerator.device))
+        logs = train_step(accelerator, model, optimizer, task, micro, t.max_grad_norm)
+        if not accelerator.optimizer_step_was_skipped:
+            scheduler.step()
+        n_tok = sum(int(task.tokens_in(b)) for b in micro)
+        n_tok = int(accelerator.reduce(torch.tensor(n_tok, device=accelerator.device), reduction="sum"))
+        state["tokens"] += n_tok
+        window_tokens += n_tok
+        done = step + 1
+        if done % t.logging_steps == 0 or done == max_steps:
+            elapsed = time.perf_counter() - window_start
+            tps = window_tokens / max(elapsed, 1e-9)
+            logs.update(step=done, lr=scheduler.get_last_lr()[0], tokens_per_sec=tps, tokens=state["tokens"])
+            if (u := mfu(flops_tok, tps, world)) is not None:
+                logs["mfu"] = u
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", tok_s=f"{tps:,.0f}")
+            accelerator.log(logs, step=done)
+            log.write(logs)
+            history.append(logs)
+            window_tokens, window_start = 0, time.perf_counter()
+        if t.eval_steps and done % t.eval_steps == 0 and done != max_steps and eval_batches:
+            metrics = evaluate(accelerator, model, task, eval_batches)
+            accelerator.log(metrics, step=done)
+            log.write({"step": done, **metrics})
+            accelerator.print(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        if t.save_steps and done % t.save_steps == 0 and done != max_steps:
+            checkpoint.save_checkpoint(accelerator, out, done, {"step": done, "tokens": state["tokens"]},
+                                       t.save_total_limit)
+    bar.close()
+
+    final_metrics = evaluate(accelerator, model, task, eval_batches) if eval_batches else {}
+    if final_metrics:
+        accelerator.log(final_metrics, step=max_steps)
+        log.write({"step": max_steps, **final_metrics})
+        accelerator.print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in final_metrics.items()))
+    export_dirs = export(accelerator, task, model, tokenizer, out / "final")
+    if accelerator.is_main_process:
+        (out / "results.json").write_text(json.dumps(
+            {"recipe": recipe.name, "steps": max_steps, "tokens": state["tokens"], **final_metrics}, indent=2))
+    accelerator.end_training()
+    return TrainResult(out, export_dirs, max_steps, history, final_metrics)
+
+
+def export(accelerator, task, model, tokenizer, out_dir: Path) -> list[Path]:
+    """Gather the full state dict (ZeRO-3 / FSDP shards included) and let the task write its folders."""
+    state_dict = accelerator.get_state_dict(model)
+    dirs: list[Path] = []
+    if accelerator.is_main_process:
+        dirs = task.export(accelerator.unwrap_model(model), tokenizer, out_dir, state_dict=state_dict)
+    accelerator.wait_for_everyone()
+    return dirs

@@ -1,0 +1,137 @@
+"""The Task contract: everything that differs between objectives lives behind this interface.
+
+The engine (pipelines/engine.py) knows nothing about model families. A task builds the model,
+turns documents into examples, corrupts a batch (the collator), and returns its loss terms
+as SUMS with the number of units each term averages over. The engine divides every term
+by its count over the whole global batch (all micro-batches, all ranks), so
+bs 32 x GA 1 and bs 8 x GA 4 give the same loss and the same gradients.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from pipelines.config import Recipe, validate_params
+from pipelines.errors import LmforgeError
+
+
+@dataclass
+class NoParams:
+    """Tasks without objective parameters."""
+
+
+class Task:
+    """Base class; subclasses register with @register("name")."""
+
+    name: ClassVar[str] = ""
+    Params: ClassVar[type] = NoParams
+    # name -> weight of each loss term; total = sum(weight * term_sum / term_count)
+    loss_weights: ClassVar[dict[str, float]] = {"loss": 1.0}
+    # the tokenizer kinds this task can use: wordpiece | bpe | unigram
+    tokenizer_kinds: ClassVar[tuple[str, ...]] = ("wordpiece", "bpe", "unigram")
+
+    def __init__(self, recipe: Recipe):
+        self.recipe = recipe
+        self.params = validate_params(self.Params, recipe.objective, f"recipe '{recipe.name}', section 'objective'")
+
+    # --- data -------------------------------------------------------------------------
+    def load_tokenizer(self):
+        """The recipe's tokenizer, or one built from the corpus for the model family."""
+        from tasks.common import load_or_build_tokenizer
+
+        return load_or_build_tokenizer(self.recipe, self.tokenizer_kinds)
+
+    def prepare(self, tokenizer) -> tuple[Any, Any]:
+        """(train examples, eval examples): sequences of dicts the collator accepts."""
+        raise NotImplementedError
+
+    def collate(self, examples: list[dict], generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """Pad and corrupt one micro-batch. All randomness comes from `generator`, which the engine
+        seeds from (seed, step, micro-step, rank): runs and resumes are reproducible."""
+        raise NotImplementedError
+
+    # --- model ------------------------------------------------------------------------
+    def build_model(self, tokenizer) -> torch.nn.Module:
+        raise NotImplementedError
+
+    def loss_counts(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Units each loss term is averaged over (known before the forward pass)."""
+        return {"loss": (batch["labels"] != -100).sum()}
+
+    def loss(self, model, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Summed (not averaged) loss of each term in loss_weights. Call the model only through
+        its top-level forward (`model(...)`): DDP's gradient hooks and accelerate's autocast
+        live there, so family logic that needs several submodules belongs in a module's forward."""
+        raise NotImplementedError
+
+    def tokens_in(self, batch: dict[str, torch.Tensor]) -> int:
+        """Real (non-padding) input tokens of a batch, for tokens/s."""
+        mask = batch.get("attention_mask")
+        return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+
+    def eval_metrics(self, model, batches) -> dict[str, float]:
+        """Extra metrics beyond the per-term losses the engine computes (accuracy, F1, ...)."""
+        return {}
+
+    # --- export -----------------------------------------------------------------------
+    def export(self, model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> list[Path]:
+        """save_pretrained folders that load with the right AutoModelFor... class. `state_dict` is the
+        gathered full state (ZeRO-3 / FSDP); None means the model's own parameters."""
+        write_pretrained(model, tokenizer, Path(out_dir), self.recipe, state_dict=state_dict)
+        return [Path(out_dir)]
+
+    def flops_per_token(self, model) -> float | None:
+        """Training FLOPs per token (6N + attention) for MFU; None when unknown."""
+        from pipelines.flops import transformer_flops_per_token
+
+        return transformer_flops_per_token(model, self.recipe.data.max_seq_length)
+
+
+def write_pretrained(model, tokenizer, out_dir: Path, recipe: Recipe | None = None, card: str | None = None,
+                     state_dict: dict | None = None):
+    """save_pretrained (safetensors) + tokenizer + model card, published atomically: a folder
+    that exists under its final name is complete."""
+    out_dir = Path(out_dir)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, state_dict=state_dict)  # safetensors is the default
+    if tokenizer is not None:
+        tokenizer.save_pretrained(tmp)
+    from pipelines.model_card import model_card
+
+    (tmp / "README.md").write_text(card or model_card(model, recipe), encoding="utf-8")
+    if out_dir.exists():
+        shutil.rmtree(out_dir)
+    os.replace(tmp, out_dir)
+
+
+_REGISTRY: dict[str, type[Task]] = {}
+
+
+def register(name: str):
+    def wrap(cls):
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def get_task(name: str) -> type[Task]:
+    import tasks  # noqa: F401  (imports every task module, filling the registry)
+
+    if name not in _REGISTRY:
+        raise LmforgeError(f"unknown task '{name}' (known: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]
+
+
+def task_names() -> list[str]:
+    import tasks  # noqa: F401
+
+    return sorted(_REGISTRY)

@@ -1,0 +1,89 @@
+"""Tokenizer training speed: `python -m tokenizer.bench` prints the MB/s table of docs/TOKENIZERS.md.
+
+Times `train_backend` (training + post-processor; not the save/reload check) per builder on
+two corpora: the default corpus (~1.7 MB) and a ~15 MB one made of distinct text: the default
+corpus, /work/shared/data (wikitext-2, tinyshakespeare) when present, then prose docstrings of
+the venv's site-packages (cached under LMFORGE_HOME; built once, about a minute).
+Threads: tokenizers and sentencepiece use every core they see; the table says how many.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+from pipelines.corpus import default_corpus_path, lmforge_home, module_documents
+from tokenizer.build import family_spec, train_backend
+
+SHARED_DATA = Path("/work/shared/data")
+EXTRA_FILES = ("wikitext-2/valid.txt", "wikitext-2/test.txt", "tinyshakespeare/input.txt")
+# (label, family, unigram trainer)
+BUILDERS = (("wordpiece", "bert", None), ("byte-level bpe", "roberta", None),
+            ("unigram (sentencepiece)", "t5", "sentencepiece"), ("unigram (tokenizers)", "t5", "tokenizers"))
+
+
+def large_corpus(target_mb: float) -> Path:
+    """A corpus of about `target_mb` MB of distinct (not repeated) text, built once and cached."""
+    path = lmforge_home() / "corpus" / f"bench-{target_mb:g}mb.txt"
+    if path.exists():
+        return path
+    import site
+
+    target = int(target_mb * 1e6)
+    parts = [default_corpus_path().read_text(encoding="utf-8")]
+    parts += [(SHARED_DATA / f).read_text(encoding="utf-8") for f in EXTRA_FILES if (SHARED_DATA / f).exists()]
+    size = sum(len(p.encode()) for p in parts)
+    for root in site.getsitepackages():
+        for file in sorted(Path(root).rglob("*.py")):
+            if size >= target:
+                break
+            doc = "\n".join(module_documents(file))
+            if doc:
+                parts.append(doc + "\n\n")
+                size += len(parts[-1].encode())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text("".join(parts), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def time_builder(family: str, trainer: str | None, lines: list[str], vocab_size: int) -> float:
+    spec = family_spec(family)
+    start = time.perf_counter()
+    if trainer == "tokenizers":  # bypass build's default (sentencepiece) to time tokenizers' UnigramTrainer
+        from tokenizer.unigram import train_unigram
+
+        train_unigram(lines, vocab_size, list(spec.specials), "<unk>", spec.lowercase, trainer="tokenizers")
+    else:
+        train_backend(spec, lines, vocab_size)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--large-mb", type=float, default=15.0)
+    parser.add_argument("--vocab", type=int, nargs="+", default=[8000, 30000])
+    args = parser.parse_args()
+    corpora = [("default", default_corpus_path()), ("large", large_corpus(args.large_mb))]
+    print(f"cores visible: {os.cpu_count()}")
+    print("| builder | corpus | MB | vocab | seconds | MB/s |\n|---|---|---|---|---|---|")
+    for name, path in corpora:
+        text = path.read_text(encoding="utf-8")
+        mb, lines = len(text.encode()) / 1e6, text.splitlines()
+        for label, family, trainer in BUILDERS:
+            for vocab in args.vocab:
+                try:
+                    secs = time_builder(family, trainer, lines, vocab)
+                    cells = f"{secs:.1f} | {mb / secs:.2f}"
+                except BaseException as exc:  # a Rust panic arrives as pyo3's PanicException (BaseException)
+                    if isinstance(exc, KeyboardInterrupt):
+                        raise
+                    cells = f"fails: {type(exc).__name__}: {str(exc).splitlines()[0][:60]} | -"
+                print(f"| {label} | {name} | {mb:.1f} | {vocab} | {cells} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
