@@ -146,6 +146,9 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
         except OmegaConfBaseException as exc:
             raise LmforgeError(f"override: {_one_line(exc)}") from None
     recipe: Recipe = OmegaConf.to_object(merged)
+    # YAML 1.1 reads a bare `no` as false; `mixed_precision: no` is what users (and accelerate) write
+    if recipe.training.mixed_precision.lower() == "false":
+        recipe.training.mixed_precision = "no"
     if not recipe.name or recipe.name == "unnamed":
         recipe.name = path.stem
     return recipe

@@ -50,7 +50,8 @@ def tokenize_documents(docs: list[list[str]], tokenizer, batch_size: int = 4096)
     flat = [s for d in docs for s in d]
     ids: list[list[int]] = []
     for i in range(0, len(flat), batch_size):
-        ids.extend(tokenizer(flat[i:i + batch_size], add_special_tokens=False)["input_ids"])
+        # verbose=False: long sentences are fine here (they are cut later), no length warning
+        ids.extend(tokenizer(flat[i:i + batch_size], add_special_tokens=False, verbose=False)["input_ids"])
     out, k = [], 0
     for d in docs:
         sents = [s for s in ids[k:k + len(d)] if s]
@@ -123,3 +124,48 @@ def special_mask(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
     """True at special-token and padding positions (never masked, never a loss target)."""
     ids = torch.tensor(sorted(set(tokenizer.all_special_ids)), dtype=input_ids.dtype)
     return torch.isin(input_ids, ids)
+
+
+def _locate(seq: list[int], part: list[int], start: int = 0) -> int:
+    for i in range(start, len(seq) - len(part) + 1):
+        if seq[i:i + len(part)] == part:
+            return i
+    raise ValueError("segment not found in the tokenizer's template output")
+
+
+def special_template(tokenizer) -> dict:
+    """The tokenizer's own post-processing template (prefix / middle / suffix special ids and
+    their token types), read off by encoding two probe words once. transformers 5 removed
+    build_inputs_with_special_tokens from fast tokenizers, and pairs built from token ids
+    (NSP/SOP, packing) must use exactly the template the tokenizer applies at fine-tuning time."""
+    cached = getattr(tokenizer, "_lmforge_template", None)
+    if cached is not None:
+        return cached
+    a = tokenizer("hello", add_special_tokens=False)["input_ids"]
+    b = tokenizer("world", add_special_tokens=False)["input_ids"]
+    single = tokenizer("hello")["input_ids"]
+    pair = tokenizer("hello", "world", return_token_type_ids=True)
+    ids, types = pair["input_ids"], pair["token_type_ids"]
+    i = _locate(single, a)
+    j = _locate(ids, a)
+    k = _locate(ids, b, j + len(a))
+    t = {"single": (single[:i], single[i + len(a):]),
+         "pair": (ids[:j], ids[j + len(a):k], ids[k + len(b):]),
+         "types": (types[j], types[k])}
+    tokenizer._lmforge_template = t
+    return t
+
+
+def with_special_tokens(tokenizer, a: list[int], b: list[int] | None = None) -> tuple[list[int], list[int]]:
+    """(input_ids, token_type_ids) of ids a [and b] wrapped in the tokenizer's template, e.g.
+    [CLS] A [SEP] B [SEP] with types 0..0 1..1 for BERT, <s> A </s></s> B </s> for RoBERTa."""
+    t = special_template(tokenizer)
+    if b is None:
+        pre, post = t["single"]
+        ids = pre + list(a) + post
+        return ids, [0] * len(ids)
+    pre, mid, post = t["pair"]
+    ta, tb = t["types"]
+    first = pre + list(a) + mid
+    second = list(b) + post
+    return first + second, [ta] * len(first) + [tb] * len(second)

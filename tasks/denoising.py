@@ -149,10 +149,11 @@ def _truncate(sentences: list, max_tokens: int) -> list[np.ndarray]:
 
 
 def bart_noise(sentences: list[list[int]], bos_id: int, eos_id: int, mask_id: int,
-               rng: np.random.Generator, noise: BartNoise = BartNoise(), max_length: int = 1024
-               ) -> tuple[np.ndarray, np.ndarray, NoiseRecord]:
+               rng: torch.Generator | np.random.Generator, noise: BartNoise = BartNoise(),
+               max_length: int = 1024) -> tuple[np.ndarray, np.ndarray, NoiseRecord]:
     """(input ids, target ids, record) for one example; both ids start <s> and end </s>, the
     target is at most max_length long (sentences beyond it are cut) and the input never longer."""
+    rng = numpy_rng(rng)
     sents = _truncate(sentences, max_length - 2)
     if not sents:
         raise LmforgeError("BART noise: an example has no tokens")

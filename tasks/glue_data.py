@@ -93,7 +93,8 @@ GLUE_TASKS: dict[str, GlueTask] = {
         # QNLI / RTE / WNLI: index, sentence1 (QNLI: question), sentence2, label
         GlueTask("qnli", "QNLI", ("question", "sentence"), _NLI, ("accuracy",), _DEV, True, 4, (1, 2), 3,
                  (("question", "sentence1"), ("sentence", "sentence2"))),
-        GlueTask("rte", "RTE", ("sentence1", "sentence2"), _NLI, ("accuracy",), _DEV, True, 4, (1, 2), 3, _PAIR),
+        GlueTask("rte", "RTE", ("sentence1", "sentence2"), _NLI, ("accuracy",), _DEV, True, 4, (1, 2), 3,
+                 _PAIR),
         # WNLI's TSV labels are 0/1 with 1 = entailment, the Hub's order
         GlueTask("wnli", "WNLI", ("sentence1", "sentence2"), ("not_entailment", "entailment"),
                  ("accuracy",), _DEV, True, 4, (1, 2), 3, _PAIR),
@@ -167,7 +168,8 @@ def _read_tsv(path: Path, spec: GlueTask) -> dict[str, list]:
                 if raw_label != NO_GOLD_LABEL or spec.is_regression:
                     for name, col in zip(spec.text_columns, spec.text_cols):
                         cols[name].append(fields[col])
-                    cols["label"].append(_parse_label(spec, raw_label, f"{path}:{line}: field {spec.label_col}"))
+                    where = f"{path}:{line}: field {spec.label_col}"
+                    cols["label"].append(_parse_label(spec, raw_label, where))
                     cols["idx"].append(data_row)
                 data_row += 1
     except UnicodeDecodeError as e:
@@ -212,7 +214,8 @@ def _features(spec: GlueTask):
     from datasets import ClassLabel, Features, Value
 
     label = Value("float32") if spec.labels is None else ClassLabel(names=list(spec.labels))
-    return Features({**{c: Value("string") for c in spec.text_columns}, "label": label, "idx": Value("int32")})
+    texts = {c: Value("string") for c in spec.text_columns}
+    return Features({**texts, "label": label, "idx": Value("int32")})
 
 
 def _dataset(spec: GlueTask, cols: dict[str, list]):
@@ -226,8 +229,7 @@ def _dataset(spec: GlueTask, cols: dict[str, list]):
 
 def load_glue_hub(task: str, split: str = "train", cache_dir: str | None = None):
     """nyu-mll/glue (parquet) mapped to (sentence1, [sentence2], label, idx); fails fast offline."""
-    spec = get_glue_task(task)
-    split_file(task, split)  # validates the split name
+    split_file(task, split)  # validates the task and split names before any network access
     hint = "pass GLUE_DIR=<folder with the GLUE TSVs (CoLA/, SST-2/, ...)> to read local files"
     unreachable = _hub_unreachable()
     if unreachable:
@@ -243,6 +245,12 @@ def load_glue_hub(task: str, split: str = "train", cache_dir: str | None = None)
         reason = str(e).splitlines()[0] if str(e) else ""
         raise LmforgeError(f"cannot load {HUB_DATASET} '{task}' split '{split}' "
                            f"({type(e).__name__}: {reason[:160]}); {hint}") from e
+    return from_hub_columns(task, ds)
+
+
+def from_hub_columns(task: str, ds):
+    """A Dataset in nyu-mll/glue's columns (premise/hypothesis, question1/question2, ...) in ours."""
+    spec = get_glue_task(task)
     ds = ds.rename_columns(dict(zip(spec.hub_columns, spec.text_columns)))
     ds = ds.select_columns(list(spec.text_columns) + ["label", "idx"])
     return ds.cast(_features(spec))

@@ -16,7 +16,8 @@ import torch
 from pipelines.data import load_documents, split_documents
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register
-from tasks.common import init_model, pad_stack, special_mask, token_ce_sum, tokenize_documents
+from tasks.common import (init_model, pad_stack, special_mask, token_ce_sum, tokenize_documents,
+                          with_special_tokens)
 
 
 @dataclass
@@ -99,7 +100,7 @@ class MaskedLM(MaskingMixin, Task):
         out = []
         for docs in documents_for(self.recipe, tokenizer):
             flat = [[t for s in d for t in s] for d in docs]
-            out.append([{"input_ids": tokenizer.build_inputs_with_special_tokens(block)}
+            out.append([{"input_ids": with_special_tokens(tokenizer, block)[0]}
                         for block in pack_contiguous(flat, width, sep)])
         return out[0], out[1]
 

@@ -9,13 +9,13 @@ next_sentence_label: 0 = B continues A, 1 = B is random (transformers' conventio
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from tasks.base import Task, register
-from tasks.common import init_model, pad_stack
+from tasks.common import init_model, pad_stack, with_special_tokens
 from tasks.mlm import MaskingMixin, MlmParams, documents_for, masked_accuracy
 
 
@@ -26,12 +26,11 @@ class MlmNspParams(MlmParams):
 
 def pair_examples(documents, tokenizer, max_seq_length: int, passes: int, seed: int, pair_fn, **kw) -> list[dict]:
     """[CLS] A [SEP] B [SEP] examples with token_type_ids and the pair label, `passes` times over."""
-    rng = random.Random(seed)
+    rng = np.random.default_rng(seed)
     out = []
     for _ in range(passes):
         for a, b, label in pair_fn(documents, max_seq_length - 3, rng, **kw):
-            ids = tokenizer.build_inputs_with_special_tokens(a, b)
-            types = tokenizer.create_token_type_ids_from_sequences(a, b)
+            ids, types = with_special_tokens(tokenizer, a, b)
             out.append({"input_ids": ids, "token_type_ids": types, "pair_label": int(label)})
     return out
 

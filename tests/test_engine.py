@@ -81,6 +81,23 @@ def test_resume_lands_on_the_same_weights(tmp_path):
     assert steps == [4, 5, 6]
 
 
+def test_same_seed_same_run(tmp_path):
+    """One seed fixes everything: tokenizer, pairs, masks, dropout, data order."""
+    from safetensors.torch import load_file
+
+    weights = []
+    for run in ("a", "b"):
+        reset_accelerate()
+        recipe, task = _tiny_task(tmp_path / run, ["training.max_steps=3"])
+        train(task, recipe)
+        weights.append(load_file(tmp_path / run / "final" / "model.safetensors"))
+        assert (tmp_path / run / "tokenizer" / "tokenizer.json").exists()
+    assert (tmp_path / "a" / "tokenizer" / "tokenizer.json").read_bytes() == \
+        (tmp_path / "b" / "tokenizer" / "tokenizer.json").read_bytes()
+    for k in weights[0]:
+        torch.testing.assert_close(weights[0][k], weights[1][k], rtol=0, atol=0, msg=k)
+
+
 def test_sampler_covers_each_epoch_once_and_is_pure():
     s = GlobalBatchSampler(100, 8, world=2, seed=3)
     seen = [i for g in range(s.per_epoch) for r in range(2) for i in s.indices(g, r)]

@@ -15,6 +15,7 @@ from pipelines.errors import LmforgeError
 from tokenizer import FAMILIES, FAMILY_SPECS, build_tokenizer, tokenizer_kind
 from tokenizer.build import GENERIC_CLASS, save_checked, train_backend, wrap
 from tokenizer.check import VARIED_SAMPLE, encoding_differences
+from tokenizer.unigram import train_unigram
 
 VOCAB = 1200
 MAX_LEN = 256
@@ -30,7 +31,8 @@ def lines() -> list[str]:
 def built(lines, tmp_path_factory):
     """family -> (tokenizer as returned by build_tokenizer, its folder); built once per module."""
     root = tmp_path_factory.mktemp("tok")
-    return {f: (build_tokenizer(f, lines, VOCAB, root / f, model_max_length=MAX_LEN), root / f) for f in FAMILIES}
+    return {f: (build_tokenizer(f, lines, VOCAB, root / f, model_max_length=MAX_LEN), root / f)
+            for f in FAMILIES}
 
 
 @pytest.mark.parametrize("family", FAMILIES)
@@ -60,6 +62,10 @@ def test_check_detects_a_changed_pipeline_and_falls_back_to_generic(lines, tmp_p
     assert loaded.tokenize("The") != loaded.tokenize("the")
 
 
+def _plain(tok, text):
+    return tok(text, add_special_tokens=False)["input_ids"]
+
+
 def _ids(tok, *tokens):
     return [tok.convert_tokens_to_ids(t) for t in tokens]
 
@@ -70,7 +76,7 @@ def test_cls_sep_template_with_token_types(built, family):
     specials = FAMILY_SPECS[family].specials
     assert _ids(tok, *specials) == [0, 1, 2, 3, 4]
     assert (tok.pad_token, tok.unk_token, tok.cls_token, tok.sep_token, tok.mask_token) == specials
-    a, b = tok("first text", add_special_tokens=False)["input_ids"], tok("second", add_special_tokens=False)["input_ids"]
+    a, b = _plain(tok, "first text"), _plain(tok, "second")
     enc = tok("first text", "second")
     assert enc["input_ids"] == [2, *a, 3, *b, 3]
     assert enc["token_type_ids"] == [0] * (len(a) + 2) + [1] * (len(b) + 1)
@@ -89,7 +95,7 @@ def test_roberta_template(built, family):
     tok, _ = built[family]
     assert _ids(tok, "<s>", "<pad>", "</s>", "<unk>", "<mask>") == [0, 1, 2, 3, 4]
     assert (tok.cls_token_id, tok.bos_token_id, tok.sep_token_id, tok.eos_token_id) == (0, 0, 2, 2)
-    a, b = tok("one two", add_special_tokens=False)["input_ids"], tok("three", add_special_tokens=False)["input_ids"]
+    a, b = _plain(tok, "one two"), _plain(tok, "three")
     enc = tok("one two", "three")
     assert enc["input_ids"] == [0, *a, 2, 2, *b, 2]
     assert "token_type_ids" not in enc
@@ -97,7 +103,8 @@ def test_roberta_template(built, family):
 
 def test_gpt2_specials(built):
     tok, _ = built["gpt2"]
-    assert tok.bos_token_id == tok.eos_token_id == tok.unk_token_id == tok.convert_tokens_to_ids("<|endoftext|>")
+    eot = tok.convert_tokens_to_ids("<|endoftext|>")
+    assert tok.bos_token_id == tok.eos_token_id == tok.unk_token_id == eot
     assert tok.pad_token == "<pad>" and tok.pad_token_id != tok.eos_token_id  # see tokenizer/families.py
     assert tok("hello world")["input_ids"] == tok("hello world", add_special_tokens=False)["input_ids"]
     assert tok("a<|endoftext|>b")["input_ids"].count(tok.eos_token_id) == 1  # usable as document separator
@@ -110,7 +117,7 @@ def test_t5_specials_and_sentinels(built):
     assert len(set(sentinels)) == 100 and tok.unk_token_id not in sentinels
     assert sentinels == list(range(VOCAB - 1, VOCAB - 101, -1))  # extra_id_0 has the highest id, like T5
     assert set(sentinels) <= set(tok.all_special_ids)
-    a, b = tok("one two", add_special_tokens=False)["input_ids"], tok("three", add_special_tokens=False)["input_ids"]
+    a, b = _plain(tok, "one two"), _plain(tok, "three")
     assert tok("one two")["input_ids"] == [*a, 1]
     assert tok("one two", "three")["input_ids"] == [*a, 1, *b, 1]
     ids = tok("x <extra_id_0> y")["input_ids"]
@@ -135,11 +142,19 @@ def test_byte_level_bpe_round_trip(built, family):
     texts = [_random_unicode(rng) for _ in range(300)] + list(VARIED_SAMPLE)
     for text in texts:
         ids = tok(text)["input_ids"]
-        assert tok.unk_token_id not in ids or family == "gpt2"  # gpt2's unk is <|endoftext|>, never emitted here
+        assert family == "gpt2" or tok.unk_token_id not in ids  # gpt2's unk is <|endoftext|>
         # GPT-2 adds no specials: exact without skipping; RoBERTa/BART: drop the <s> </s> they add.
         assert tok.decode(ids, skip_special_tokens=family != "gpt2") == text
     # add_prefix_space=False (GPT-2/RoBERTa): a leading word differs from a mid-sentence one
     assert tok.tokenize("word")[0] != tok.tokenize(" word")[0]
+
+
+def test_tokenizers_unigram_trainer_matches_format(lines):
+    # The optional tokenizers-library trainer (small corpora only) yields the same pipeline and layout.
+    tok = train_unigram(lines[:1500], 500, ["<pad>", "</s>", "<unk>"], "<unk>", False, trainer="tokenizers")
+    assert [tok.id_to_token(i) for i in range(3)] == ["<pad>", "</s>", "<unk>"]
+    assert 400 <= tok.get_vocab_size() <= 500
+    assert tok.encode("the value").tokens[0].startswith("▁")
 
 
 def test_unigram_metaspace(built):
@@ -154,10 +169,11 @@ def test_too_small_vocab_is_a_user_error(lines, family, vocab):
         build_tokenizer(family, lines[:10], vocab)
 
 
+@pytest.mark.parametrize("family", ["bert", "gpt2", "t5"])
 @pytest.mark.parametrize("texts", [[], ["", "   ", "\n"]])
-def test_empty_corpus_is_a_user_error(texts):
+def test_empty_corpus_is_a_user_error(family, texts):
     with pytest.raises(LmforgeError, match="empty corpus"):
-        build_tokenizer("bert", iter(texts), 1000)
+        build_tokenizer(family, iter(texts), 1000)
 
 
 def test_unknown_family_lists_known_ones():

@@ -33,7 +33,8 @@ def large_corpus(target_mb: float) -> Path:
 
     target = int(target_mb * 1e6)
     parts = [default_corpus_path().read_text(encoding="utf-8")]
-    parts += [(SHARED_DATA / f).read_text(encoding="utf-8") for f in EXTRA_FILES if (SHARED_DATA / f).exists()]
+    parts += [(SHARED_DATA / f).read_text(encoding="utf-8") for f in EXTRA_FILES
+              if (SHARED_DATA / f).exists()]
     size = sum(len(p.encode()) for p in parts)
     for root in site.getsitepackages():
         for file in sorted(Path(root).rglob("*.py")):
@@ -50,16 +51,18 @@ def large_corpus(target_mb: float) -> Path:
     return path
 
 
-def time_builder(family: str, trainer: str | None, lines: list[str], vocab_size: int) -> float:
+def time_builder(family: str, trainer: str | None, lines: list[str], vocab_size: int) -> tuple[float, int]:
+    """(seconds, vocabulary size reached) for one training run."""
     spec = family_spec(family)
     start = time.perf_counter()
     if trainer == "tokenizers":  # bypass build's default (sentencepiece) to time tokenizers' UnigramTrainer
         from tokenizer.unigram import train_unigram
 
-        train_unigram(lines, vocab_size, list(spec.specials), "<unk>", spec.lowercase, trainer="tokenizers")
+        tok = train_unigram(lines, vocab_size, list(spec.specials), spec.roles["unk_token"], spec.lowercase,
+                            trainer="tokenizers")
     else:
-        train_backend(spec, lines, vocab_size)
-    return time.perf_counter() - start
+        tok = train_backend(spec, lines, vocab_size)
+    return time.perf_counter() - start, tok.get_vocab_size()
 
 
 def main() -> None:
@@ -68,20 +71,22 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, nargs="+", default=[8000, 30000])
     args = parser.parse_args()
     corpora = [("default", default_corpus_path()), ("large", large_corpus(args.large_mb))]
-    print(f"cores visible: {os.cpu_count()}")
-    print("| builder | corpus | MB | vocab | seconds | MB/s |\n|---|---|---|---|---|---|")
+    os.environ["RUST_BACKTRACE"] = "0"  # the expected Unigram panic would print pages of Rust frames
+    print(f"cores visible: {os.cpu_count()}", flush=True)
+    print("| builder | corpus | MB | vocab asked | vocab got | seconds | MB/s |")
+    print("|---|---|---|---|---|---|---|")
     for name, path in corpora:
         text = path.read_text(encoding="utf-8")
         mb, lines = len(text.encode()) / 1e6, text.splitlines()
         for label, family, trainer in BUILDERS:
             for vocab in args.vocab:
                 try:
-                    secs = time_builder(family, trainer, lines, vocab)
-                    cells = f"{secs:.1f} | {mb / secs:.2f}"
+                    secs, got = time_builder(family, trainer, lines, vocab)
+                    cells = f"{got} | {secs:.1f} | {mb / secs:.2f}"
                 except BaseException as exc:  # a Rust panic arrives as pyo3's PanicException (BaseException)
                     if isinstance(exc, KeyboardInterrupt):
                         raise
-                    cells = f"fails: {type(exc).__name__}: {str(exc).splitlines()[0][:60]} | -"
+                    cells = f"- | fails: {type(exc).__name__}: {str(exc).splitlines()[0][:60]} | -"
                 print(f"| {label} | {name} | {mb:.1f} | {vocab} | {cells} |", flush=True)
 
 

@@ -16,6 +16,7 @@ family is in docs/TOKENIZERS.md.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -57,18 +58,13 @@ def tokenizer_kind(tok) -> str:
     return kinds[name]
 
 
-class _CountingTexts:
-    """Iterates `texts` once for the trainer, counting non-blank lines (to reject an empty corpus)."""
-
-    def __init__(self, texts: Iterable[str]):
-        self.texts, self.nonblank, self.chars = texts, 0, 0
-
-    def __iter__(self) -> Iterator[str]:
-        for text in self.texts:
-            if text.strip():
-                self.nonblank += 1
-                self.chars += len(text)
-                yield text
+def _nonempty(texts: Iterable[str], family: str) -> Iterator[str]:
+    """`texts` unchanged, after checking (without reading it twice) that some text is not blank."""
+    stream = iter(texts)
+    first = next((t for t in stream if t.strip()), None)
+    if first is None:  # checked before training: sentencepiece fails on no input with a C++ message
+        raise LmforgeError(f"cannot train a '{family}' tokenizer on an empty corpus (no non-blank text)")
+    return itertools.chain([first], stream)
 
 
 def _post_processor(spec: FamilySpec, tok: Tokenizer):
@@ -136,7 +132,8 @@ def save_checked(trained, spec: FamilySpec, folder: Path):
             return loaded
         log.info("%s reload differs from the trained tokenizer (%d cases, first: %s)",
                  class_name, len(diffs), diffs[0])
-    raise RuntimeError(f"tokenizer reload differs even as {GENERIC_CLASS}: {diffs[:3]}")  # a bug, not user error
+    # Not a user error: the generic class keeps the saved pipeline, so this is a bug in lmforge.
+    raise RuntimeError(f"tokenizer reload differs even as {GENERIC_CLASS}: {diffs[:3]}")
 
 
 def _replace_dir(tmp: Path, out_dir: Path) -> None:
@@ -158,13 +155,14 @@ def build_tokenizer(family: str, texts: Iterable[str], vocab_size: int, out_dir:
     """
     spec = family_spec(family)
     if not isinstance(vocab_size, int) or vocab_size < min_vocab_size(spec):
-        need = f"{spec.n_special} special tokens" + (f" + {BYTE_ALPHABET} byte symbols" if spec.kind == "bpe" else "")
+        need = f"{spec.n_special} special tokens"
+        need += f" + {BYTE_ALPHABET} byte symbols" if spec.kind == "bpe" else ""
         raise LmforgeError(f"tokenizer vocab_size {vocab_size} is too small for family '{family}': "
                            f"it needs at least {min_vocab_size(spec)} ({need} + {_MIN_LEARNED} learned)")
-    counted = _CountingTexts(texts)
-    backend = train_backend(spec, counted, vocab_size)
-    if counted.nonblank == 0:
-        raise LmforgeError(f"cannot train a '{family}' tokenizer on an empty corpus (no non-blank text)")
+    backend = train_backend(spec, _nonempty(texts, family), vocab_size)
+    if backend.get_vocab_size() < vocab_size:  # the trainers stop early when the corpus runs out of pieces
+        log.warning("the '%s' tokenizer has %d tokens, fewer than vocab_size %d: the corpus is too small",
+                    family, backend.get_vocab_size(), vocab_size)
     trained = wrap(spec, backend, model_max_length)
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="lmforge-tok-") as tmp:

@@ -43,7 +43,8 @@ def encoding_differences(a, b, texts=VARIED_SAMPLE) -> list[str]:
     pairs = [(t, None) for t in texts] + [(t, u) for t, u in zip(texts, texts[1:])]
     for first, second in pairs:
         for specials in (True, False):
-            ea, eb = a(first, second, add_special_tokens=specials), b(first, second, add_special_tokens=specials)
+            ea = a(first, second, add_special_tokens=specials)
+            eb = b(first, second, add_special_tokens=specials)
             if dict(ea) != dict(eb):
                 diffs.append(f"encode({first!r}, {second!r}, specials={specials}): {dict(ea)} != {dict(eb)}")
                 continue

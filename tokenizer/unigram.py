@@ -3,10 +3,10 @@
 Two trainers, same result format (a `tokenizers.Tokenizer` with a Unigram model):
 - `sentencepiece` (default, `trainer="sentencepiece"`): the trainer ALBERT and T5 were built
   with. It is also the only one that scales: tokenizers' UnigramTrainer (0.23) panics with
-  "likelihood is NAN" from about 20 MB of text and is slower below that (docs/TOKENIZERS.md has the
-  timings), and a silent switch of trainer at some size would make the vocabulary depend on
-  corpus size in a second way. The trained pieces and scores are copied into a `tokenizers`
-  Unigram model, together with sentencepiece's `nmt_nfkc` normalization table (the
+  "likelihood is NAN" on our 15 MB benchmark corpus and is usually slower below that
+  (docs/TOKENIZERS.md has the timings), and a silent switch of trainer at some size would make
+  the vocabulary depend on corpus size in a second way. The trained pieces and scores are
+  copied into a `tokenizers` Unigram model, together with sentencepiece's `nmt_nfkc` normalization table (the
   `Precompiled` normalizer, as in the released ALBERT/T5 tokenizer.json files).
 - `tokenizers` (`trainer="tokenizers"`): tokenizers' UnigramTrainer, for small corpora only.
 
@@ -44,8 +44,8 @@ def unigram_pipeline(vocab: list[tuple[str, float]], unk_id: int, lowercase: boo
     steps = family_normalizers(lowercase) + ([normalizers.Precompiled(charsmap)] if charsmap else [])
     if steps:
         tok.normalizer = normalizers.Sequence(steps)
-    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(),
-                                                 pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")])
+    metaspace = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.WhitespaceSplit(), metaspace])
     tok.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
     return tok
 

@@ -36,4 +36,9 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, specials: list[str], 
                                         limit_alphabet=LIMIT_ALPHABET, continuing_subword_prefix="##",
                                         show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
-    return tok
+    # The trainer numbers its alphabet and tied merges in hash-map order, which changes from run
+    # to run (same tokens, shuffled ids). WordPiece matching is longest-first and ignores ids, so
+    # renumbering (specials first, the rest sorted) makes the tokenizer a function of the corpus.
+    vocab = tok.get_vocab()
+    rest = sorted(t for t in vocab if t not in specials)
+    return wordpiece_pipeline({t: i for i, t in enumerate(list(specials) + rest)}, unk_token, lowercase)

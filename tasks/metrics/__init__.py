@@ -10,14 +10,14 @@ load by path. `evaluate` itself is imported only when a metric is first needed (
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 METRICS_DIR = Path(__file__).resolve().parent
 LOCAL_METRICS = ("glue_metric", "rouge_metric", "bleu_metric")
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_metric(name: str, config_name: str | None = None):
     """The local evaluate module `name` (one of LOCAL_METRICS), loaded by path and kept in memory
     (no arrow cache files, no lock files: computing runs on the main process after a gather)."""

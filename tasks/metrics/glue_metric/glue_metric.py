@@ -1,3 +1,5 @@
+# ruff: noqa: I001  (one import per line for evaluate's scanner; no comment on an import line
+# either: the scanner reads any trailing comment as a URL to download)
 """GLUE metrics as a LOCAL `evaluate` module: `evaluate.load("glue")` fetches its script from the
 Hub and fails offline; this one is loaded by path (tasks.metrics.load_metric).
 
@@ -60,7 +62,8 @@ class GlueMetric(evaluate.Metric):
             description=_DESCRIPTION,
             citation=_CITATION,
             inputs_description=_INPUTS,
-            features=datasets.Features({"predictions": datasets.Value(dtype), "references": datasets.Value(dtype)}),
+            features=datasets.Features({"predictions": datasets.Value(dtype),
+                                        "references": datasets.Value(dtype)}),
         )
 
     def _compute(self, predictions, references):
