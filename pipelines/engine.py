@@ -223,7 +223,8 @@ def train(task, recipe: Recipe) -> TrainResult:
     export_dirs = export(accelerator, task, model, tokenizer, out / "final")
     if accelerator.is_main_process:
         (out / "results.json").write_text(json.dumps(
-            {"recipe": recipe.name, "steps": max_steps, "tokens": state["tokens"], **final_metrics}, indent=2))
+            {"recipe": recipe.name, "steps": max_steps, "tokens": state["tokens"], "world_size": world,
+             "global_batch": t.per_device_train_batch_size * ga * world, **final_metrics}, indent=2))
     accelerator.end_training()
     return TrainResult(out, export_dirs, max_steps, history, final_metrics)
 

@@ -10,10 +10,11 @@ from pipelines.config import Recipe
 from pipelines.errors import LmforgeError
 
 
-def load_or_build_tokenizer(recipe: Recipe, kinds: tuple[str, ...]):
-    """recipe.tokenizer.name_or_path if given (checked to be of a kind the task can use),
-    else a tokenizer for the family trained on the recipe's corpus and saved in output_dir."""
-    from tokenizer import build_tokenizer, tokenizer_kind
+def load_or_build_tokenizer(recipe: Recipe, kinds: tuple[str, ...], match_family: bool = False):
+    """recipe.tokenizer.name_or_path if given (checked to be of a kind the task can use, and with
+    `match_family` of the kind model.family is built with: a byte-level BPE for RoBERTa, Unigram for
+    ALBERT), else a tokenizer for the family trained on the recipe's corpus and saved in output_dir."""
+    from tokenizer import FAMILY_SPECS, build_tokenizer, tokenizer_kind
 
     source = recipe.tokenizer.name_or_path or recipe.model.name_or_path
     if source:
@@ -41,24 +42,55 @@ def load_or_build_tokenizer(recipe: Recipe, kinds: tuple[str, ...]):
     if kind not in kinds:
         raise LmforgeError(f"tokenizer '{source}' is {kind}, but task '{recipe.task}' needs "
                            f"{' or '.join(kinds)}")
+    spec = FAMILY_SPECS.get(recipe.model.family)  # families without a builder: any kind the task takes
+    if match_family and spec is not None and kind != spec.kind:
+        raise LmforgeError(f"tokenizer '{source}' is {kind}, but model.family '{recipe.model.family}' "
+                           f"(recipe '{recipe.name}') is pretrained with a {spec.kind} tokenizer")
     return tok
 
 
-def tokenize_documents(docs: list[list[str]], tokenizer, batch_size: int = 4096) -> list[list[list[int]]]:
+def tokenize_documents(docs: list[list[str]], tokenizer, batch_size: int = 4096,
+                       word_ids: bool = False) -> list[list[list]]:
     """Documents of sentences -> documents of token-id lists (no special tokens). One batched
-    call into the Rust tokenizer per chunk: ~1-2 s for the default corpus."""
+    call into the Rust tokenizer per chunk: ~1-2 s for the default corpus.
+
+    word_ids=True (word-level masking) makes every token a (token_id, word_id) pair instead. Word
+    ids come from the fast tokenizer's pre-tokenizer (encoding.word_ids(): WordPiece, byte-level BPE
+    and Unigram alike) and are numbered through the whole document (masking.concat_word_ids), so
+    neighbouring words differ in any slice of it. Pair builders and truncation only slice and
+    concatenate tokens, so the word ids travel with them; split_word_ids separates them again.
+    """
+    from tasks.masking import concat_word_ids
+
     flat = [s for d in docs for s in d]
     ids: list[list[int]] = []
+    words: list[list] = []
     for i in range(0, len(flat), batch_size):
         # verbose=False: long sentences are fine here (they are cut later), no length warning
-        ids.extend(tokenizer(flat[i:i + batch_size], add_special_tokens=False, verbose=False)["input_ids"])
+        enc = tokenizer(flat[i:i + batch_size], add_special_tokens=False, verbose=False)
+        ids.extend(enc["input_ids"])
+        if word_ids:
+            words.extend(enc.word_ids(j) for j in range(len(enc["input_ids"])))
     out, k = [], 0
     for d in docs:
-        sents = [s for s in ids[k:k + len(d)] if s]
+        keep = [j for j in range(k, k + len(d)) if ids[j]]
         k += len(d)
-        if sents:
-            out.append(sents)
+        if not keep:
+            continue
+        if not word_ids:
+            out.append([ids[j] for j in keep])
+            continue
+        numbered, pos, sents = concat_word_ids([words[j] for j in keep]), 0, []
+        for j in keep:
+            sents.append(list(zip(ids[j], numbered[pos:pos + len(ids[j])])))
+            pos += len(ids[j])
+        out.append(sents)
     return out
+
+
+def split_word_ids(tokens: list) -> tuple[list[int], list[int]]:
+    """(token ids, word ids) of a list of (token_id, word_id) pairs."""
+    return [t for t, _ in tokens], [w for _, w in tokens]
 
 
 def pad_stack(rows: list[list[int]], pad_value: int, length: int | None = None) -> torch.Tensor:
@@ -113,11 +145,27 @@ def init_model(auto_cls, recipe: Recipe, tokenizer, **fixed):
     else:
         model = auto_cls.from_config(build_config(recipe, tokenizer, **fixed))
     check_vocab(model, tokenizer, f"recipe '{recipe.name}'")
-    positions = getattr(model.config, "max_position_embeddings", None)
-    if positions and recipe.data.max_seq_length > positions:
-        raise LmforgeError(f"recipe '{recipe.name}': data.max_seq_length {recipe.data.max_seq_length} exceeds "
-                           f"model.config.max_position_embeddings {positions}")
+    check_positions(model, recipe)
     return model
+
+
+def position_offset(model) -> int:
+    """Position ids a model uses up before the first token. RoBERTa-style embeddings (a padding_idx on
+    the position table: RoBERTa, XLM-R, CamemBERT, ...) number positions from padding_idx + 1, so
+    RoBERTa needs max_seq_length + 2 positions (514 for 512). Read off the model, not the family name."""
+    table = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
+    pad = getattr(table, "padding_idx", None)
+    return 0 if pad is None else pad + 1
+
+
+def check_positions(model, recipe: Recipe):
+    positions = getattr(model.config, "max_position_embeddings", None)
+    need = recipe.data.max_seq_length + position_offset(model)
+    if positions and need > positions:
+        why = "" if need == recipe.data.max_seq_length else \
+            f" ({type(model).__name__} numbers positions from padding_idx + 1 = {position_offset(model)})"
+        raise LmforgeError(f"recipe '{recipe.name}': data.max_seq_length {recipe.data.max_seq_length} needs "
+                           f"model.config.max_position_embeddings >= {need}{why}, got {positions}")
 
 
 def special_mask(input_ids: torch.Tensor, tokenizer) -> torch.Tensor:
@@ -169,3 +217,23 @@ def with_special_tokens(tokenizer, a: list[int], b: list[int] | None = None) -> 
     first = pre + list(a) + mid
     second = list(b) + post
     return first + second, [ta] * len(first) + [tb] * len(second)
+
+
+def template_example(tokenizer, a: list, b: list | None = None) -> dict[str, list[int]]:
+    """{"input_ids", "token_type_ids"} of segment a [and b] in the tokenizer's template. Segments of
+    (token_id, word_id) pairs (tokenize_documents(word_ids=True)) also give "word_ids", -1 at the
+    template's special tokens (masking.word_index ignores specials; -1 also ends a word)."""
+    if not (a and isinstance(a[0], tuple)):
+        ids, types = with_special_tokens(tokenizer, a, b)
+        return {"input_ids": ids, "token_type_ids": types}
+    a, wa = split_word_ids(a)
+    b, wb = split_word_ids(b) if b is not None else (None, None)
+    ids, types = with_special_tokens(tokenizer, a, b)
+    t = special_template(tokenizer)
+    if b is None:
+        pre, post = t["single"]
+        words = [-1] * len(pre) + wa + [-1] * len(post)
+    else:
+        pre, mid, post = t["pair"]
+        words = [-1] * len(pre) + wa + [-1] * len(mid) + wb + [-1] * len(post)
+    return {"input_ids": ids, "token_type_ids": types, "word_ids": words}

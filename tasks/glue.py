@@ -24,6 +24,48 @@ class GlueParams:
     glue_dir: Optional[str] = None  # GLUE TSV layout; None: the Hub (nyu-mll/glue)
     max_train_examples: Optional[int] = None  # cap for quick runs
     max_eval_examples: Optional[int] = None
+    random_init: bool = False  # same architecture, fresh weights: the baseline pretraining must beat
+
+
+def load_glue_splits(p: GlueParams, seed: int):
+    """(train rows, [(split id, eval rows), ...]) of p.glue_task, capped by p.max_*_examples
+    (train: a seeded random subset; eval: the first rows, so every run scores the same ones)."""
+    from tasks.glue_data import get_glue_task, load_glue
+
+    train = load_glue(p.glue_task, "train", p.glue_dir)
+    if p.max_train_examples:
+        train = train.shuffle(seed=seed).select(range(min(p.max_train_examples, len(train))))
+    evals = []
+    for split_id, split in enumerate(get_glue_task(p.glue_task).eval_splits):
+        rows = load_glue(p.glue_task, split, p.glue_dir)
+        if p.max_eval_examples:
+            rows = rows.select(range(min(p.max_eval_examples, len(rows))))
+        evals.append((split_id, rows))
+    return train, evals
+
+
+def fit_max_length(recipe, tokenizer) -> int:
+    """Clamp recipe.data.max_seq_length to what the checkpoint can embed (its position table,
+    the tokenizer's model_max_length), as transformers' run_glue.py does: a recipe default of
+    128 must not index past a tiny model's 64 positions. Relative-position models (T5) have no
+    table; only the tokenizer limits them."""
+    import logging
+
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(recipe.model.name_or_path)
+    except (OSError, ValueError) as exc:
+        raise LmforgeError(f"--model {recipe.model.name_or_path}: cannot read its config: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
+    limits = [getattr(config, k) for k in ("max_position_embeddings", "n_positions") if getattr(config, k, None)]
+    limits += [tokenizer.model_max_length] if tokenizer.model_max_length else []
+    wanted = recipe.data.max_seq_length
+    if limits and min(limits) < wanted:
+        recipe.data.max_seq_length = int(min(limits))
+        logging.getLogger(__name__).warning("data.max_seq_length %d exceeds what %s supports; using %d", wanted,
+                                            recipe.model.name_or_path, recipe.data.max_seq_length)
+    return recipe.data.max_seq_length
 
 
 def gather(objects: list) -> list:
@@ -59,19 +101,10 @@ class GlueClassification(Task):
                 for i in range(len(rows["label"]))]
 
     def prepare(self, tokenizer):
-        from tasks.glue_data import load_glue
-
-        self.tokenizer, p = tokenizer, self.params
-        train = load_glue(p.glue_task, "train", p.glue_dir)
-        if p.max_train_examples:
-            train = train.shuffle(seed=self.recipe.training.seed).select(range(min(p.max_train_examples, len(train))))
-        held = []
-        for split_id, split in enumerate(self.spec.eval_splits):
-            rows = load_glue(p.glue_task, split, p.glue_dir)
-            if p.max_eval_examples:
-                rows = rows.select(range(min(p.max_eval_examples, len(rows))))
-            held += self._encode(rows[:], split_id)
-        return self._encode(train[:], 0), held
+        self.tokenizer = tokenizer
+        fit_max_length(self.recipe, tokenizer)
+        train, evals = load_glue_splits(self.params, self.recipe.training.seed)
+        return self._encode(train[:], 0), [e for split_id, rows in evals for e in self._encode(rows[:], split_id)]
 
     def collate(self, examples, generator):
         pad = self.tokenizer.pad_token_id
@@ -99,8 +132,14 @@ class GlueClassification(Task):
             kwargs["problem_type"] = "regression"
         path = self.recipe.model.name_or_path
         try:
-            model = AutoModelForSequenceClassification.from_pretrained(path, pad_token_id=tokenizer.pad_token_id,
-                                                                       **kwargs)
+            if self.params.random_init:
+                from transformers import AutoConfig
+
+                config = AutoConfig.from_pretrained(path, pad_token_id=tokenizer.pad_token_id, **kwargs)
+                model = AutoModelForSequenceClassification.from_config(config)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    path, pad_token_id=tokenizer.pad_token_id, **kwargs)
         except (OSError, ValueError) as exc:
             raise LmforgeError(f"--model {path}: cannot load for sequence classification: "
                                f"{' '.join(str(exc).split())[:200]}") from None

@@ -16,8 +16,8 @@ import torch
 from pipelines.data import load_documents, split_documents
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register
-from tasks.common import (init_model, pad_stack, special_mask, token_ce_sum, tokenize_documents,
-                          with_special_tokens)
+from tasks.common import (init_model, pad_stack, special_mask, special_template, split_word_ids, template_example,
+                          token_ce_sum, tokenize_documents)
 
 
 @dataclass
@@ -53,6 +53,23 @@ _WORD_STRATEGIES = {"whole_word": _whole_words, "ngram": _ngrams, "span": _spans
 class MaskingMixin:
     """The MLM half of a collator: select positions, replace 80/10/10, labels at selected only."""
 
+    def load_tokenizer(self):
+        """Pretraining ties the tokenizer to the family: a WordPiece vocabulary for RoBERTa is an error."""
+        from tasks.common import load_or_build_tokenizer
+
+        return load_or_build_tokenizer(self.recipe, self.tokenizer_kinds, match_family=True)
+
+    @property
+    def needs_word_ids(self) -> bool:
+        """Word-level strategies need per-token word ids; examples carry them only then (memory)."""
+        return self.params.masking != "token"
+
+    def masked(self, input_ids: torch.Tensor, examples: list[dict], generator: torch.Generator):
+        """mask_batch with the examples' word ids (padded with -1) when they carry them."""
+        words = pad_stack([e["word_ids"] for e in examples], -1, input_ids.size(1)) if "word_ids" in examples[0] \
+            else None
+        return self.mask_batch(input_ids, generator, word_ids=words)
+
     def mask_batch(self, input_ids: torch.Tensor, generator: torch.Generator, word_ids=None):
         """(corrupted input_ids, labels) for one batch with the recipe's masking strategy."""
         from tasks import masking
@@ -77,11 +94,11 @@ class MaskingMixin:
                                    tok.all_special_ids, p.mask_replace_prob, p.random_replace_prob, span_ids)
 
 
-def documents_for(recipe, tokenizer):
-    """(train, eval) documents of token ids: whole documents held out for evaluation."""
+def documents_for(recipe, tokenizer, word_ids: bool = False):
+    """(train, eval) documents of token ids (or (id, word id) pairs): whole documents held out for evaluation."""
     docs = load_documents(recipe.data)
     train, held = split_documents(docs, recipe.data.validation_fraction, recipe.training.seed)
-    return tokenize_documents(train, tokenizer), tokenize_documents(held, tokenizer)
+    return tokenize_documents(train, tokenizer, word_ids=word_ids), tokenize_documents(held, tokenizer, word_ids=word_ids)
 
 
 @register("mlm")
@@ -95,19 +112,26 @@ class MaskedLM(MaskingMixin, Task):
         from tasks.packing import pack_contiguous
 
         self.tokenizer = tokenizer
-        width = self.recipe.data.max_seq_length - 2  # room for <s> ... </s>
+        pre, post = special_template(tokenizer)["single"]
+        width = self.recipe.data.max_seq_length - len(pre) - len(post)  # room for <s> ... </s>
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
         out = []
-        for docs in documents_for(self.recipe, tokenizer):
+        for docs in documents_for(self.recipe, tokenizer, word_ids=self.needs_word_ids):
             flat = [[t for s in d for t in s] for d in docs]
-            out.append([{"input_ids": with_special_tokens(tokenizer, block)[0]}
-                        for block in pack_contiguous(flat, width, sep)])
+            if self.needs_word_ids:  # the word ids are packed the same way: the blocks line up
+                ids, words = zip(*(split_word_ids(d) for d in flat)) if flat else ((), ())
+                blocks = [list(zip(b, w)) for b, w in zip(pack_contiguous(ids, width, sep),
+                                                          pack_contiguous(words, width, -1))]
+            else:
+                blocks = pack_contiguous(flat, width, sep)
+            examples = [template_example(tokenizer, block) for block in blocks]
+            out.append([{k: e[k] for k in ("input_ids", "word_ids") if k in e} for e in examples])
         return out[0], out[1]
 
     def collate(self, examples, generator):
         input_ids = pad_stack([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
         attention_mask = (input_ids != self.tokenizer.pad_token_id).long()
-        corrupted, labels = self.mask_batch(input_ids, generator)
+        corrupted, labels = self.masked(input_ids, examples, generator)
         return {"input_ids": corrupted, "attention_mask": attention_mask, "labels": labels}
 
     def build_model(self, tokenizer):

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from tasks.base import Task, register
-from tasks.common import init_model, pad_stack, with_special_tokens
+from tasks.common import init_model, pad_stack, template_example
 from tasks.mlm import MaskingMixin, MlmParams, documents_for, masked_accuracy
 
 
@@ -25,13 +25,13 @@ class MlmNspParams(MlmParams):
 
 
 def pair_examples(documents, tokenizer, max_seq_length: int, passes: int, seed: int, pair_fn, **kw) -> list[dict]:
-    """[CLS] A [SEP] B [SEP] examples with token_type_ids and the pair label, `passes` times over."""
+    """[CLS] A [SEP] B [SEP] examples with token_type_ids and the pair label, `passes` times over
+    (and word_ids when the documents' tokens are (id, word id) pairs: pair_fn only slices them)."""
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(passes):
         for a, b, label in pair_fn(documents, max_seq_length - 3, rng, **kw):
-            ids, types = with_special_tokens(tokenizer, a, b)
-            out.append({"input_ids": ids, "token_type_ids": types, "pair_label": int(label)})
+            out.append({**template_example(tokenizer, a, b), "pair_label": int(label)})
     return out
 
 
@@ -47,7 +47,7 @@ class PairTask(MaskingMixin, Task):
     def prepare(self, tokenizer):
         self.tokenizer = tokenizer
         d, t = self.recipe.data, self.recipe.training
-        train_docs, eval_docs = documents_for(self.recipe, tokenizer)
+        train_docs, eval_docs = documents_for(self.recipe, tokenizer, word_ids=self.needs_word_ids)
         kw = {"short_seq_prob": self.params.short_seq_prob}
         train = pair_examples(train_docs, tokenizer, d.max_seq_length, d.dupe_factor, t.seed, self.pair_fn(), **kw)
         held = pair_examples(eval_docs, tokenizer, d.max_seq_length, 1, t.seed + 1, self.pair_fn(), **kw) \
@@ -57,7 +57,7 @@ class PairTask(MaskingMixin, Task):
     def collate(self, examples, generator):
         pad = self.tokenizer.pad_token_id
         input_ids = pad_stack([e["input_ids"] for e in examples], pad)
-        corrupted, labels = self.mask_batch(input_ids, generator)
+        corrupted, labels = self.masked(input_ids, examples, generator)
         return {"input_ids": corrupted, "attention_mask": (input_ids != pad).long(),
                 "token_type_ids": pad_stack([e["token_type_ids"] for e in examples], 0),
                 "labels": labels, "pair_label": torch.tensor([e["pair_label"] for e in examples])}

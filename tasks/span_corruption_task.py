@@ -102,6 +102,8 @@ def untie_lm_head(model) -> None:
     import torch
 
     weight = torch.empty_like(model.lm_head.weight)
-    # T5's _init_weights draws an untied head from N(0, initializer_factor), like the embedding
-    torch.nn.init.normal_(weight, std=model.config.initializer_factor)
+    # N(0, 1/d_model): Mesh TensorFlow's dense-layer default (variance scaling, fan-in) for T5 v1.1's
+    # untied logits layer, so initial logits have unit scale. transformers' _init_weights would draw
+    # N(0, 1): logits of std sqrt(d_model) and a first loss of ~26 instead of ~ln(vocab) at d_model 64.
+    torch.nn.init.normal_(weight, std=model.config.initializer_factor * model.config.d_model ** -0.5)
     model.lm_head.weight = torch.nn.Parameter(weight)

@@ -72,10 +72,11 @@ def test_tiny_pretraining_learns_and_exports_a_generating_model(name, auto, tmp_
     if model.config.is_encoder_decoder:
         start = tok.pad_token_id if name == "t5-tiny" else tok.eos_token_id
         assert gen.decoder_start_token_id == model.config.decoder_start_token_id == start
+    tok.padding_side = "left"  # decoder-only generation continues the prompt; harmless for encoders
     enc = tok(["The value of the", "Return a list"], return_tensors="pt", padding=True)
     before = len(transformers_records())
     out = model.generate(**enc, max_new_tokens=6, do_sample=False)
-    complaints = [m for m in transformers_records()[before:] if "token_id" in m or "attention mask" in m]
+    complaints = transformers_records()[before:]
     assert not complaints, complaints
     assert out.shape[0] == 2 and out.shape[1] > (0 if model.config.is_encoder_decoder else enc["input_ids"].shape[1])
     if name == "bart-tiny":

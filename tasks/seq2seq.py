@@ -1,0 +1,147 @@
+"""Summarization and translation fine-tuning of an encoder-decoder checkpoint (T5, BART).
+
+Data: objective.dataset is a local .jsonl/.json/.csv/.tsv/.parquet file or a Hub dataset name
+(tasks/seq2seq_data.py picks the columns). Evaluation uses objective.eval_dataset (a local file),
+else the Hub dataset's eval_split, else a seeded held-out share (data.validation_fraction) of a
+local file. The source is cut to data.max_seq_length tokens (run_summarization.py's
+max_source_length), the target to objective.max_target_length.
+
+T5 checkpoints get the source prefix "summarize: " unless objective.source_prefix says otherwise
+(the released T5 models learned their tasks by prefix; translation needs e.g.
+"translate English to German: "). Evaluation generates with beam search and reports ROUGE-1/2/L/Lsum
+(mean F-measure, 0..1) and sacreBLEU (0..100) against the untruncated references.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from pipelines.errors import LmforgeError
+from tasks.base import register
+from tasks.glue import fit_max_length, gather
+from tasks.text_to_text import TextToTextFinetune
+
+# Sentence ends for ROUGE-Lsum's one-sentence-per-line input. Hand-written: nltk's punkt (what
+# transformers' run_summarization.py uses) needs a download.
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+@dataclass
+class Seq2SeqParams:
+    dataset: Optional[str] = None  # local file or Hub dataset name (--data)
+    dataset_config: Optional[str] = None  # Hub config, e.g. "3.0.0" for cnn_dailymail
+    eval_dataset: Optional[str] = None  # local file for evaluation
+    train_split: str = "train"
+    eval_split: str = "validation"  # Hub datasets only
+    source_column: Optional[str] = None  # None: first of document, article, text, source, input
+    target_column: Optional[str] = None  # None: first of summary, highlights, target, output
+    source_lang: Optional[str] = None  # translation: keys of the 'translation' column
+    target_lang: Optional[str] = None
+    source_prefix: Optional[str] = None  # None: "summarize: " for T5 checkpoints, "" for others
+    max_target_length: int = 128
+    max_train_examples: Optional[int] = None
+    max_eval_examples: Optional[int] = None
+    num_beams: int = 4
+    length_penalty: float = 1.0  # > 1 favours longer outputs (BART on CNN/DM: 2.0; T5 paper: 0.6)
+    max_new_tokens: Optional[int] = None  # None: max_target_length
+    no_repeat_ngram_size: int = 0  # BART on CNN/DM: 3
+
+
+def sentence_lines(text: str) -> str:
+    return "\n".join(_SENTENCE_END.split(text.strip()))
+
+
+@register("seq2seq")
+class Seq2SeqFinetune(TextToTextFinetune):
+    Params = Seq2SeqParams
+
+    def __init__(self, recipe):
+        super().__init__(recipe)
+        from tasks.seq2seq_data import is_local
+
+        p = self.params
+        if not p.dataset:
+            raise LmforgeError(f"recipe '{recipe.name}': objective.dataset is not set (--data <file.jsonl|.csv or "
+                               "Hub dataset name>)")
+        for field in ("dataset", "eval_dataset"):  # fail before any model or tokenizer is loaded
+            path = getattr(p, field)
+            if path and is_local(path):
+                from pathlib import Path
+
+                if not Path(path).expanduser().is_file():
+                    raise LmforgeError(f"objective.{field}: data file {path} not found")
+        self.max_target_length = p.max_target_length
+        if p.source_prefix is None:
+            summarizing = not (p.source_lang or p.target_lang)
+            self.prefix = "summarize: " if summarizing and self.config.model_type in ("t5", "mt5") else ""
+        else:
+            self.prefix = p.source_prefix
+
+    def load_splits(self):
+        """(train rows, eval rows) as datasets.Dataset, before column selection."""
+        from tasks.seq2seq_data import is_local, load_hub, load_local
+
+        p, seed = self.params, self.recipe.training.seed
+        local = is_local(p.dataset)
+        train = load_local(p.dataset) if local else load_hub(p.dataset, p.dataset_config, p.train_split)
+        if p.eval_dataset:
+            held = load_local(p.eval_dataset) if is_local(p.eval_dataset) else load_hub(
+                p.eval_dataset, p.dataset_config, p.eval_split)
+        elif not local:
+            held = load_hub(p.dataset, p.dataset_config, p.eval_split)
+        else:
+            if len(train) < 2:
+                raise LmforgeError(f"data file {p.dataset}: {len(train)} row(s); need 2 or more to hold some out "
+                                   "for evaluation (or set objective.eval_dataset)")
+            n_eval = min(len(train) - 1, max(1, round(self.recipe.data.validation_fraction * len(train))))
+            parts = train.train_test_split(test_size=n_eval, seed=seed)
+            train, held = parts["train"], parts["test"]
+        if p.max_train_examples:
+            train = train.shuffle(seed=seed).select(range(min(p.max_train_examples, len(train))))
+        if p.max_eval_examples:
+            held = held.select(range(min(p.max_eval_examples, len(held))))
+        return train, held
+
+    def prepare(self, tokenizer):
+        p = self.params
+        self.tokenizer = tokenizer
+        fit_max_length(self.recipe, tokenizer)
+        columns = dict(source_column=p.source_column, target_column=p.target_column, source_lang=p.source_lang,
+                       target_lang=p.target_lang)
+        from tasks.seq2seq_data import text_pairs
+
+        train, held = self.load_splits()
+        train_src, train_tgt = text_pairs(train, p.dataset, **columns)
+        eval_src, self.references = text_pairs(held, p.eval_dataset or p.dataset, **columns)
+        train_data = self.encode([self.prefix + s for s in train_src], train_tgt)
+        eval_data = self.encode([self.prefix + s for s in eval_src], self.references,
+                                ref=list(range(len(self.references))))
+        return train_data, eval_data
+
+    @property
+    def generation(self) -> dict:
+        p = self.params
+        return dict(num_beams=p.num_beams, length_penalty=p.length_penalty, early_stopping=True,
+                    max_new_tokens=p.max_new_tokens or p.max_target_length,
+                    no_repeat_ngram_size=p.no_repeat_ngram_size)
+
+    @torch.no_grad()
+    def eval_metrics(self, model, batches):
+        from tasks.metrics import generation_metrics
+
+        rows = []
+        for b in batches:
+            rows += list(zip(b["ref"].tolist(), self.generate_texts(model, b, **self.generation)))
+        rows = gather(rows)
+        preds = [text for _, text in rows]
+        refs = [self.references[i] for i, _ in rows]
+        out = generation_metrics([sentence_lines(t) for t in preds], [sentence_lines(t) for t in refs],
+                                 metrics=("rouge",))
+        out.update(generation_metrics(preds, refs, metrics=("bleu",)))
+        lengths = [len(ids) for ids in self.tokenizer(preds, add_special_tokens=False)["input_ids"]]
+        out["gen_len"] = sum(lengths) / len(lengths)  # mean generated tokens, as run_summarization.py reports
+        return out
