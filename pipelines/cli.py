@@ -4,6 +4,7 @@
     finetune  --task glue|glue/sst2 --model CHECKPOINT [--glue_dir DIR] [key=value ...]
     tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR
     corpus    [--output PATH]                write the embedded default corpus
+    push      FOLDER --repo_id USER/NAME     upload an export to the Hugging Face Hub
     recipes                                  list recipes and tasks
 
 User mistakes (LmforgeError) print one line and exit 2; anything else is a bug and keeps its traceback.
@@ -75,6 +76,13 @@ def _recipes(args) -> int:
     return 0
 
 
+def _push(args) -> int:
+    from pipelines.push import push_folder
+
+    print(push_folder(args.folder, args.repo_id, private=args.private))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lmforge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
@@ -103,6 +111,11 @@ def build_parser() -> argparse.ArgumentParser:
     co.add_argument("--output", default=None)
     co.set_defaults(func=_corpus)
     sub.add_parser("recipes", help="list recipes and tasks").set_defaults(func=_recipes)
+    pu = sub.add_parser("push", help="upload an exported folder to the Hugging Face Hub")
+    pu.add_argument("folder")
+    pu.add_argument("--repo_id", required=True)
+    pu.add_argument("--private", action="store_true")
+    pu.set_defaults(func=_push)
     return p
 
 

@@ -68,16 +68,21 @@ def load_documents(data: DataSection) -> list[Document]:
                 docs.extend(_rows_to_documents(rows, data.text_column, str(f)))
             else:
                 docs.extend(read_sentence_file(f))
-    elif "/" in source or not source.startswith((".", "~")):
-        docs = _load_hub_documents(data)
+    elif _looks_like_path(source):
+        raise LmforgeError(f"data.corpus: file or folder not found: {source}")
     else:
-        raise LmforgeError(f"data.corpus: '{source}' is neither 'default', an existing path, nor a Hub name")
+        docs = _load_hub_documents(data)
     docs = [d for d in docs if d]
     if data.max_documents:
         docs = docs[: data.max_documents]
     if not docs:
         raise LmforgeError(f"data.corpus '{source}': no text found")
     return docs
+
+
+def _looks_like_path(source: str) -> bool:
+    """A Hub name is `name` or `owner/name`; anything else (absolute, relative, with a suffix) is a path."""
+    return source.startswith(("/", ".", "~")) or source.count("/") > 1 or bool(Path(source).suffix)
 
 
 def _load_hub_documents(data: DataSection) -> list[Document]:

@@ -221,6 +221,10 @@ def train(task, recipe: Recipe) -> TrainResult:
         log.write({"step": max_steps, **final_metrics})
         accelerator.print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in final_metrics.items()))
     export_dirs = export(accelerator, task, model, tokenizer, out / "final")
+    if accelerator.is_main_process and t.push_to_hub and export_dirs:
+        from pipelines.push import push_folder
+
+        push_folder(export_dirs[0], t.hub_model_id or recipe.name)
     if accelerator.is_main_process:
         (out / "results.json").write_text(json.dumps(
             {"recipe": recipe.name, "steps": max_steps, "tokens": state["tokens"], "world_size": world,

@@ -23,7 +23,7 @@ def resolve_model(model: str) -> str:
     exported = Path("runs") / model / "final"
     if (exported / "config.json").exists():
         return str(exported)
-    if Path(model).suffix or model.startswith((".", "/", "~")):
+    if Path(model).suffix or model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise LmforgeError(f"--model {model}: no such checkpoint folder")
     return model  # a Hub name: from_pretrained reports it if it cannot be had
 
