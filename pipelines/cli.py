@@ -84,7 +84,8 @@ def _push(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lmforge", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="lmforge", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     pt = sub.add_parser("pretrain", help="train a recipe")
     pt.add_argument("recipe", help="recipe name (tasks/recipes/NAME.yaml) or path to a YAML file")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -23,13 +23,13 @@ RECIPE_DIR = Path(__file__).resolve().parent.parent / "tasks" / "recipes"
 @dataclass
 class ModelSection:
     family: str = "bert"  # bert | roberta | albert | electra | gpt2 | t5 | bart
-    name_or_path: Optional[str] = None  # start from a checkpoint (local folder or Hub name)
+    name_or_path: str | None = None  # start from a checkpoint (local folder or Hub name)
     config: dict[str, Any] = field(default_factory=dict)  # kwargs of the transformers Config class
 
 
 @dataclass
 class TokenizerSection:
-    name_or_path: Optional[str] = None  # an existing tokenizer; else one is built from the corpus
+    name_or_path: str | None = None  # an existing tokenizer; else one is built from the corpus
     vocab_size: int = 8192
     model_max_length: int = 512
 
@@ -37,12 +37,12 @@ class TokenizerSection:
 @dataclass
 class DataSection:
     corpus: str = "default"  # "default" | local file or folder | Hub dataset name
-    corpus_config: Optional[str] = None  # Hub dataset config (e.g. wikitext-103-raw-v1)
+    corpus_config: str | None = None  # Hub dataset config (e.g. wikitext-103-raw-v1)
     split: str = "train"
     text_column: str = "text"
     max_seq_length: int = 128
     validation_fraction: float = 0.02  # documents held out for evaluation
-    max_documents: Optional[int] = None  # cap for quick runs
+    max_documents: int | None = None  # cap for quick runs
     dupe_factor: int = 1  # passes over the corpus when static pairs are built (BERT NSP: 10)
 
 
@@ -72,18 +72,18 @@ class TrainingSection:
     max_eval_batches: int = 50
     save_steps: int = 500  # 0: no intermediate checkpoints
     save_total_limit: int = 2
-    resume_from_checkpoint: Optional[str] = None  # a checkpoint folder or "latest"
+    resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
     report_to: str = "none"  # none | wandb | tensorboard
-    run_name: Optional[str] = None
+    run_name: str | None = None
     project: str = "lmforge"
     push_to_hub: bool = False
-    hub_model_id: Optional[str] = None
+    hub_model_id: str | None = None
 
 
 @dataclass
 class Recipe:
     name: str = "unnamed"
-    base: Optional[str] = None  # a recipe this one extends
+    base: str | None = None  # a recipe this one extends
     task: str = "bert-mlm-nsp"  # key in the tasks registry
     description: str = ""
     objective: dict[str, Any] = field(default_factory=dict)  # the task's own parameters

@@ -9,7 +9,6 @@ ones through `evaluate` with a local module (tasks/metrics): nothing touches the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -21,9 +20,9 @@ from tasks.common import pad_stack
 @dataclass
 class GlueParams:
     glue_task: str = "sst2"
-    glue_dir: Optional[str] = None  # GLUE TSV layout; None: the Hub (nyu-mll/glue)
-    max_train_examples: Optional[int] = None  # cap for quick runs
-    max_eval_examples: Optional[int] = None
+    glue_dir: str | None = None  # GLUE TSV layout; None: the Hub (nyu-mll/glue)
+    max_train_examples: int | None = None  # cap for quick runs
+    max_eval_examples: int | None = None
     random_init: bool = False  # same architecture, fresh weights: the baseline pretraining must beat
 
 

@@ -55,7 +55,8 @@ def test_empty_corpus_leaves_no_export(tmp_path):
 def test_corpus_without_document_boundaries_for_nsp(tmp_path):
     corpus = tmp_path / "one_sentence_docs.txt"
     corpus.write_text("".join(f"Sentence number {i} stands alone here.\n\n" for i in range(50)))
-    proc = run_cli("pretrain", "bert-tiny", *TINY_BERT, f"data.corpus={corpus}", f"training.output_dir={tmp_path / 'r'}")
+    proc = run_cli("pretrain", "bert-tiny", *TINY_BERT, f"data.corpus={corpus}",
+                   f"training.output_dir={tmp_path / 'r'}")
     assert_one_line_error(proc, "2 sentences")
 
 
