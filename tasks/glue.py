@@ -123,11 +123,11 @@ class GlueClassification(Task):
 
         from tasks.common import check_vocab
 
-        labels = self.spec.labels
-        kwargs = {"num_labels": self.spec.num_labels}
-        if labels:
-            kwargs.update(id2label=dict(enumerate(labels)), label2id={n: i for i, n in enumerate(labels)})
-        else:
+        # id2label alone sets num_labels: passing num_labels too makes transformers warn against the
+        # checkpoint's own id2label (BartConfig saves three labels by default)
+        labels = self.spec.labels or ("score",)
+        kwargs = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+        if self.spec.is_regression:
             kwargs["problem_type"] = "regression"
         path = self.recipe.model.name_or_path
         try:

@@ -16,8 +16,16 @@ import torch
 from pipelines.data import load_documents, split_documents
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register
-from tasks.common import (init_model, pad_stack, special_mask, special_template, split_word_ids, template_example,
-                          token_ce_sum, tokenize_documents)
+from tasks.common import (
+    init_model,
+    pad_stack,
+    special_mask,
+    special_template,
+    split_word_ids,
+    template_example,
+    token_ce_sum,
+    tokenize_documents,
+)
 
 
 @dataclass

@@ -34,8 +34,14 @@ def test_checkpoints_rotate_and_are_complete(pretrained):
 
 
 def test_export_loads_in_plain_transformers(pretrained):
-    from transformers import (AutoModelForMaskedLM, AutoModelForPreTraining, AutoModelForSequenceClassification,
-                              AutoTokenizer, BertForPreTraining, pipeline)
+    from transformers import (
+        AutoModelForMaskedLM,
+        AutoModelForPreTraining,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+        BertForPreTraining,
+        pipeline,
+    )
 
     final = pretrained.output_dir / "final"
     assert (final / "model.safetensors").exists() and (final / "tokenizer.json").exists()
