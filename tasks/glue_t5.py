@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -32,7 +31,7 @@ _EXTRA_TOKENS = 2
 
 @dataclass
 class GlueT5Params(GlueParams):
-    max_new_tokens: Optional[int] = None  # None: the longest label target + 2 tokens
+    max_new_tokens: int | None = None  # None: the longest label target + 2 tokens
 
 
 @register("glue-t5")
@@ -86,7 +85,7 @@ class GlueTextToText(TextToTextFinetune):
     def eval_metrics(self, model, batches):
         rows = []
         for b in batches:
-            texts = self.generate_texts(model, b, max_new_tokens=self.max_new_tokens, num_beams=1)
+            texts, _ = self.generate(model, b, max_new_tokens=self.max_new_tokens, num_beams=1)
             for text, split, ref in zip(texts, b["split"].tolist(), b["label"].tolist()):
                 pred, ok = self.parse(text, ref)
                 rows.append((split, pred, ref, ok))

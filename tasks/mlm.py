@@ -106,7 +106,7 @@ def documents_for(recipe, tokenizer, word_ids: bool = False):
     """(train, eval) documents of token ids (or (id, word id) pairs): whole documents held out for evaluation."""
     docs = load_documents(recipe.data)
     train, held = split_documents(docs, recipe.data.validation_fraction, recipe.training.seed)
-    return tokenize_documents(train, tokenizer, word_ids=word_ids), tokenize_documents(held, tokenizer, word_ids=word_ids)
+    return tuple(tokenize_documents(part, tokenizer, word_ids=word_ids) for part in (train, held))
 
 
 @register("mlm")

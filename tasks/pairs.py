@@ -1,7 +1,8 @@
 """Segment pairs for the sentence-level objectives: BERT's next-sentence prediction (NSP) and
 ALBERT's sentence-order prediction (SOP).
 
-A document is a list of sentences, each a list of token ids (tasks.common.tokenize_documents).
+A document is a list of sentences, each a list of token ids (tasks.common.tokenize_documents),
+or of (token id, word id) pairs for word-level masking: tokens are only sliced and concatenated.
 Both builders follow create_instances_from_document of google-research/bert and
 google-research/albert: sentences are gathered into a chunk until it reaches a target length
 (max_tokens, or with probability short_seq_prob a random shorter one, so the model also sees

@@ -31,7 +31,6 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -56,7 +55,7 @@ class RtdParams(MlmParams):
     short_seq_prob: float = 0.05  # ExampleBuilder: a random target length in [5, max_seq_length]
     # continued pretraining (model.name_or_path = a discriminator folder): the generator's folder;
     # default: our export's "<folder>-generator"
-    generator_name_or_path: Optional[str] = None
+    generator_name_or_path: str | None = None
 
 
 def electra_segments(documents, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,

@@ -14,9 +14,10 @@ T5 checkpoints get the source prefix "summarize: " unless objective.source_prefi
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
-from typing import Optional
+from pathlib import Path
 
 import torch
 
@@ -32,22 +33,22 @@ _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 
 @dataclass
 class Seq2SeqParams:
-    dataset: Optional[str] = None  # local file or Hub dataset name (--data)
-    dataset_config: Optional[str] = None  # Hub config, e.g. "3.0.0" for cnn_dailymail
-    eval_dataset: Optional[str] = None  # local file for evaluation
+    dataset: str | None = None  # local file or Hub dataset name (--data)
+    dataset_config: str | None = None  # Hub config, e.g. "3.0.0" for cnn_dailymail
+    eval_dataset: str | None = None  # local file for evaluation
     train_split: str = "train"
     eval_split: str = "validation"  # Hub datasets only
-    source_column: Optional[str] = None  # None: first of document, article, text, source, input
-    target_column: Optional[str] = None  # None: first of summary, highlights, target, output
-    source_lang: Optional[str] = None  # translation: keys of the 'translation' column
-    target_lang: Optional[str] = None
-    source_prefix: Optional[str] = None  # None: "summarize: " for T5 checkpoints, "" for others
+    source_column: str | None = None  # None: first of document, article, text, source, input
+    target_column: str | None = None  # None: first of summary, highlights, target, output
+    source_lang: str | None = None  # translation: keys of the 'translation' column
+    target_lang: str | None = None
+    source_prefix: str | None = None  # None: "summarize: " for T5 checkpoints, "" for others
     max_target_length: int = 128
-    max_train_examples: Optional[int] = None
-    max_eval_examples: Optional[int] = None
+    max_train_examples: int | None = None
+    max_eval_examples: int | None = None
     num_beams: int = 4
     length_penalty: float = 1.0  # > 1 favours longer outputs (BART on CNN/DM: 2.0; T5 paper: 0.6)
-    max_new_tokens: Optional[int] = None  # None: max_target_length
+    max_new_tokens: int | None = None  # None: max_target_length
     no_repeat_ngram_size: int = 0  # BART on CNN/DM: 3
 
 
@@ -69,11 +70,8 @@ class Seq2SeqFinetune(TextToTextFinetune):
                                "Hub dataset name>)")
         for field in ("dataset", "eval_dataset"):  # fail before any model or tokenizer is loaded
             path = getattr(p, field)
-            if path and is_local(path):
-                from pathlib import Path
-
-                if not Path(path).expanduser().is_file():
-                    raise LmforgeError(f"objective.{field}: data file {path} not found")
+            if path and is_local(path) and not Path(path).expanduser().is_file():
+                raise LmforgeError(f"objective.{field}: data file {path} not found")
         self.max_target_length = p.max_target_length
         if p.source_prefix is None:
             summarizing = not (p.source_lang or p.target_lang)
@@ -81,44 +79,39 @@ class Seq2SeqFinetune(TextToTextFinetune):
         else:
             self.prefix = p.source_prefix
 
-    def load_splits(self):
-        """(train rows, eval rows) as datasets.Dataset, before column selection."""
-        from tasks.seq2seq_data import is_local, load_hub, load_local
+    def load_pairs(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """(train pairs, eval pairs) of (source, target) texts."""
+        from tasks.seq2seq_data import is_local, load_hub, load_local, text_pairs
 
         p, seed = self.params, self.recipe.training.seed
-        local = is_local(p.dataset)
-        train = load_local(p.dataset) if local else load_hub(p.dataset, p.dataset_config, p.train_split)
-        if p.eval_dataset:
-            held = load_local(p.eval_dataset) if is_local(p.eval_dataset) else load_hub(
-                p.eval_dataset, p.dataset_config, p.eval_split)
-        elif not local:
-            held = load_hub(p.dataset, p.dataset_config, p.eval_split)
-        else:
-            if len(train) < 2:
-                raise LmforgeError(f"data file {p.dataset}: {len(train)} row(s); need 2 or more to hold some out "
-                                   "for evaluation (or set objective.eval_dataset)")
-            n_eval = min(len(train) - 1, max(1, round(self.recipe.data.validation_fraction * len(train))))
-            parts = train.train_test_split(test_size=n_eval, seed=seed)
-            train, held = parts["train"], parts["test"]
-        if p.max_train_examples:
-            train = train.shuffle(seed=seed).select(range(min(p.max_train_examples, len(train))))
-        if p.max_eval_examples:
-            held = held.select(range(min(p.max_eval_examples, len(held))))
-        return train, held
-
-    def prepare(self, tokenizer):
-        p = self.params
-        self.tokenizer = tokenizer
-        fit_max_length(self.recipe, tokenizer)
         columns = dict(source_column=p.source_column, target_column=p.target_column, source_lang=p.source_lang,
                        target_lang=p.target_lang)
-        from tasks.seq2seq_data import text_pairs
 
-        train, held = self.load_splits()
-        train_src, train_tgt = text_pairs(train, p.dataset, **columns)
-        eval_src, self.references = text_pairs(held, p.eval_dataset or p.dataset, **columns)
-        train_data = self.encode([self.prefix + s for s in train_src], train_tgt)
-        eval_data = self.encode([self.prefix + s for s in eval_src], self.references,
+        def pairs(name, split):
+            rows = load_local(name) if is_local(name) else load_hub(name, p.dataset_config, split)
+            return list(zip(*text_pairs(rows, name, **columns)))
+
+        train = pairs(p.dataset, p.train_split)
+        if p.eval_dataset or not is_local(p.dataset):
+            held = pairs(p.eval_dataset or p.dataset, p.eval_split)
+        else:  # one local file: a seeded held-out share
+            if len(train) < 2:
+                raise LmforgeError(f"{p.dataset}: {len(train)} usable row(s); need 2 or more to hold some out for "
+                                   "evaluation (or set objective.eval_dataset)")
+            n_eval = min(len(train) - 1, max(1, round(self.recipe.data.validation_fraction * len(train))))
+            random.Random(seed).shuffle(train)
+            held, train = train[:n_eval], train[n_eval:]
+        if p.max_train_examples:
+            train = random.Random(seed).sample(train, min(p.max_train_examples, len(train)))
+        return train, held[: p.max_eval_examples or None]
+
+    def prepare(self, tokenizer):
+        self.tokenizer = tokenizer
+        fit_max_length(self.recipe, tokenizer)
+        train, held = self.load_pairs()
+        self.references = [t for _, t in held]
+        train_data = self.encode([self.prefix + s for s, _ in train], [t for _, t in train])
+        eval_data = self.encode([self.prefix + s for s, _ in held], self.references,
                                 ref=list(range(len(self.references))))
         return train_data, eval_data
 
@@ -135,13 +128,13 @@ class Seq2SeqFinetune(TextToTextFinetune):
 
         rows = []
         for b in batches:
-            rows += list(zip(b["ref"].tolist(), self.generate_texts(model, b, **self.generation)))
+            texts, lengths = self.generate(model, b, **self.generation)
+            rows += list(zip(b["ref"].tolist(), texts, lengths))
         rows = gather(rows)
-        preds = [text for _, text in rows]
-        refs = [self.references[i] for i, _ in rows]
+        preds = [text for _, text, _ in rows]
+        refs = [self.references[i] for i, _, _ in rows]
         out = generation_metrics([sentence_lines(t) for t in preds], [sentence_lines(t) for t in refs],
                                  metrics=("rouge",))
         out.update(generation_metrics(preds, refs, metrics=("bleu",)))
-        lengths = [len(ids) for ids in self.tokenizer(preds, add_special_tokens=False)["input_ids"]]
-        out["gen_len"] = sum(lengths) / len(lengths)  # mean generated tokens, as run_summarization.py reports
+        out["gen_len"] = sum(n for *_, n in rows) / len(rows)  # mean generated tokens, as run_summarization.py
         return out

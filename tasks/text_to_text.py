@@ -50,12 +50,20 @@ class TextToTextFinetune(Seq2SeqPretraining):
         start = self.config.decoder_start_token_id
         return tokenizer.pad_token_id if start is None else start
 
+    def decoder_length(self, wanted: int, start: int = 0) -> int:
+        """`wanted` decoder positions, cut so that `start` + them fit the learned position table (BART:
+        max_position_embeddings; T5's relative positions have no limit). An untrained BART that never
+        emits </s> would otherwise generate past the table and fail with an index error."""
+        limit = getattr(self.config, "max_position_embeddings", None)
+        return wanted if not limit else min(wanted, limit - start)
+
     def encode(self, sources: list[str], targets: list[str], **columns) -> list[dict]:
         """Examples {input_ids, labels, **columns}: sources cut to data.max_seq_length, targets to
         self.max_target_length (the tokenizer's template keeps the final </s> when it cuts)."""
         tok = self.tokenizer
         src = tok(sources, truncation=True, max_length=self.recipe.data.max_seq_length)["input_ids"]
-        tgt = tok(text_target=targets, truncation=True, max_length=self.max_target_length)["input_ids"]
+        tgt = tok(text_target=targets, truncation=True,
+                  max_length=self.decoder_length(self.max_target_length))["input_ids"]
         return [{"input_ids": s, "labels": t, **{k: v[i] for k, v in columns.items()}}
                 for i, (s, t) in enumerate(zip(src, tgt))]
 
@@ -73,16 +81,21 @@ class TextToTextFinetune(Seq2SeqPretraining):
         return self.build_seq2seq(tokenizer)
 
     @torch.no_grad()
-    def generate_texts(self, model, batch: dict, **generation) -> list[str]:
-        """Decoded generations for a batch. generate() lives on the transformers model, not on its
-        DDP / DeepSpeed wrapper; extract_model_from_parallel keeps accelerate's autocast wrapper,
-        so generation runs in the training precision. ZeRO-3 needs every rank in generate();
-        transformers turns synced_gpus on by itself under ZeRO-3 with more than one process."""
+    def generate(self, model, batch: dict, **generation) -> tuple[list[str], list[int]]:
+        """Decoded generations for a batch and their lengths in tokens (special tokens left out).
+        generate() lives on the transformers model, not on its DDP / DeepSpeed wrapper;
+        extract_model_from_parallel keeps accelerate's autocast wrapper, so generation runs in the
+        training precision. ZeRO-3 needs every rank in generate(); transformers turns synced_gpus on
+        by itself under ZeRO-3 with more than one process."""
         from accelerate.utils import extract_model_from_parallel
 
         net = extract_model_from_parallel(model)
         if generation.get("num_beams", 1) == 1:  # beam-only settings make generate() warn under greedy search
             generation = {k: v for k, v in generation.items() if k not in ("length_penalty", "early_stopping")}
+        if "max_new_tokens" in generation:  # the decoder start token takes the first position
+            generation["max_new_tokens"] = self.decoder_length(generation["max_new_tokens"], start=1)
         out = net.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], do_sample=False,
                            **generation)
-        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)]
+        special = torch.tensor(sorted(set(self.tokenizer.all_special_ids)), device=out.device)
+        lengths = (~torch.isin(out, special)).sum(1).tolist()
+        return [t.strip() for t in self.tokenizer.batch_decode(out, skip_special_tokens=True)], lengths
