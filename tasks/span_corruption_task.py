@@ -46,8 +46,8 @@ class T5SpanCorruption(Seq2SeqPretraining):
 
         t = recipe.training
         if t.mixed_precision == "fp16" and not t.allow_fp16:
-            # T5's feed-forward activations exceed fp16's range (65504): inf, then NaN losses (well known
-            # for the released T5 checkpoints, which were trained in bfloat16 on TPUs).
+            # T5's feed-forward activations exceed fp16's range (65504): inf, then NaN losses. T5 was
+            # trained in bfloat16 on TPUs; transformers' T5 even clamps infs when run in fp16.
             raise LmforgeError(f"recipe '{recipe.name}', training.mixed_precision: fp16 is refused for T5 (its "
                                "activations overflow fp16 and the loss turns NaN); use bf16, or set "
                                "training.allow_fp16=true to force it")
@@ -97,8 +97,8 @@ def untie_lm_head(model) -> None:
     """Give the LM head its own weights (T5 v1.1). transformers 5's T5Config forces
     tie_word_embeddings=True and reads `False` only as "do not scale the decoder output by
     d_model**-0.5"; the head stays tied to the input embedding. A head with its own values is
-    saved as its own tensor and reloaded untied (with a transformers warning that the saved
-    head and embedding differ, as for the released v1.1 checkpoints)."""
+    saved as its own tensor and from_pretrained keeps it untied (it logs a warning that the saved
+    head and embedding differ)."""
     import torch
 
     weight = torch.empty_like(model.lm_head.weight)
