@@ -110,8 +110,10 @@ def evaluate(accelerator, model, task, batches: list[dict]) -> dict:
         counts += torch.stack([torch.as_tensor(c[n], device=accelerator.device).float() for n in names])
     sums = accelerator.reduce(sums, reduction="sum")
     counts = accelerator.reduce(counts, reduction="sum").clamp_min(1.0)
-    out = {f"eval/loss/{n}": (sums[i] / counts[i]).item() for i, n in enumerate(names)} if len(names) > 1 else {}
-    out["eval/loss"] = sum(task.loss_weights[n] * (sums[i] / counts[i]).item() for i, n in enumerate(names))
+    means = {n: (sums[i] / counts[i]).item() for i, n in enumerate(names)}
+    out = {f"eval/loss/{n}": v for n, v in means.items()} if len(names) > 1 else {}
+    out["eval/loss"] = sum(task.loss_weights[n] * v for n, v in means.items())
+    out.update({f"eval/{k}": v for k, v in task.loss_metrics(means).items()})
     out.update({f"eval/{k}": v for k, v in task.eval_metrics(model, batches).items()})
     model.train()
     return out

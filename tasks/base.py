@@ -75,6 +75,11 @@ class Task:
         mask = batch.get("attention_mask")
         return int(mask.sum()) if mask is not None else batch["input_ids"].numel()
 
+    def loss_metrics(self, means: dict[str, float]) -> dict[str, float]:
+        """Metrics derived from the per-term eval losses (already averaged over all ranks),
+        e.g. perplexity; no extra forward pass."""
+        return {}
+
     def eval_metrics(self, model, batches) -> dict[str, float]:
         """Extra metrics beyond the per-term losses the engine computes (accuracy, F1, ...)."""
         return {}
