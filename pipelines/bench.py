@@ -73,8 +73,11 @@ def main(argv=None):
     p.add_argument("--model", default="runs/bert-tiny/final", help="sst2: the pretrained export")
     p.add_argument("--glue_dir", default="../shared/data/glue")
     p.add_argument("--out", default="runs/bench/results.jsonl")
-    p.add_argument("overrides", nargs="*")
-    args = p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
+    bad = [r for r in rest if "=" not in r]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)} (recipe overrides are key=value)")
+    args.overrides = rest
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     results = []
     if args.which == "throughput":
