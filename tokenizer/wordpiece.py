@@ -38,7 +38,8 @@ def train_wordpiece(texts: Iterable[str], vocab_size: int, specials: list[str], 
     tok.train_from_iterator(texts, trainer=trainer)
     # The trainer numbers its alphabet and tied merges in hash-map order, which changes from run
     # to run (same tokens, shuffled ids). WordPiece matching is longest-first and ignores ids, so
-    # renumbering (specials first, the rest sorted) makes the tokenizer a function of the corpus.
+    # renumbering (specials first, the rest sorted) removes that shuffle. Tied merge counts are
+    # still broken in that order, so a few tokens can differ between processes (docs/DESIGN.md).
     vocab = tok.get_vocab()
     rest = sorted(t for t in vocab if t not in specials)
     return wordpiece_pipeline({t: i for i, t in enumerate(list(specials) + rest)}, unk_token, lowercase)
