@@ -87,9 +87,8 @@ def test_same_seed_same_run(tmp_path):
     break tied merge counts in hash order, which differs between processes.)"""
     from safetensors.torch import load_file
 
-    from tokenizer import build_tokenizer
-
     from pipelines.corpus import default_corpus_path
+    from tokenizer import build_tokenizer
 
     docs = [ln.strip() for ln in open(default_corpus_path()) if ln.strip()]
     build_tokenizer("bert", docs[:3000], 1000, tmp_path / "tok")
