@@ -44,7 +44,7 @@ def _finetune(args) -> int:
 
 def _tokenizer(args) -> int:
     from pipelines.config import DataSection
-    from pipelines.data import load_documents
+    from pipelines.data.sources import load_documents
     from tokenizer import build_tokenizer
 
     docs = load_documents(DataSection(corpus=args.corpus, text_column=args.text_column))
@@ -57,7 +57,7 @@ def _tokenizer(args) -> int:
 def _corpus(args) -> int:
     from pathlib import Path
 
-    from pipelines.corpus import build_default_corpus, default_corpus_path
+    from pipelines.data.default_corpus import build_default_corpus, default_corpus_path
 
     path = build_default_corpus(Path(args.output)) if args.output else default_corpus_path()
     text = path.read_text(encoding="utf-8")

@@ -18,9 +18,9 @@ import torch
 
 from pipelines import checkpoint
 from pipelines.config import Recipe, TrainingSection, recipe_to_dict
+from pipelines.data.sampler import GlobalBatchSampler, collate_seed
 from pipelines.errors import LmforgeError
 from pipelines.flops import mfu
-from pipelines.sampling import GlobalBatchSampler, collate_seed
 from pipelines.tracking import JsonlLog, log_with
 
 

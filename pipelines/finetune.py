@@ -29,7 +29,7 @@ def resolve_model(model: str) -> str:
 
 
 def glue_task_list(spec: str, glue_dir: str | None) -> list[str]:
-    from tasks.glue_data import GLUE_TASKS, get_glue_task, glue_tasks_present
+    from tasks.finetuning.glue_data import GLUE_TASKS, get_glue_task, glue_tasks_present
 
     if spec.startswith("glue/"):
         return [get_glue_task(spec.split("/", 1)[1]).name]

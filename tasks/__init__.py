@@ -1,15 +1,13 @@
-"""Objectives and downstream tasks: one module each, registered by name (see tasks/base.py)."""
+"""Objectives (tasks/objectives/) and downstream tasks (tasks/finetuning/): one module each,
+registered by name with @register (tasks/base.py). Modules are discovered, not listed: a new
+file is picked up, and a module that fails to import fails loudly instead of being skipped."""
 
 import importlib
+import pkgutil
 
 from tasks.base import get_task, register, task_names  # noqa: F401
 
-# Every module that registers a task; a missing optional module must not hide the others.
-_TASK_MODULES = ["mlm", "nsp", "sop", "rtd", "clm", "span_corruption_task", "denoising_task", "glue",
-                 "seq2seq", "glue_t5"]
-for _name in _TASK_MODULES:
-    try:
-        importlib.import_module(f"tasks.{_name}")
-    except ModuleNotFoundError as _exc:
-        if _exc.name != f"tasks.{_name}":
-            raise
+for _package in ("objectives", "finetuning"):
+    _pkg = importlib.import_module(f"tasks.{_package}")
+    for _info in pkgutil.iter_modules(_pkg.__path__):
+        importlib.import_module(f"tasks.{_package}.{_info.name}")

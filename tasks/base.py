@@ -43,7 +43,7 @@ class Task:
     # --- data -------------------------------------------------------------------------
     def load_tokenizer(self):
         """The recipe's tokenizer, or one built from the corpus for the model family."""
-        from tasks.common import load_or_build_tokenizer
+        from tasks.shared.tokenizer import load_or_build_tokenizer
 
         return load_or_build_tokenizer(self.recipe, self.tokenizer_kinds)
 

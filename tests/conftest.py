@@ -51,3 +51,21 @@ def glue_dir():
     if not path.is_dir():
         pytest.skip(f"real GLUE data not found at {path} (only in the lmforge dev environment)")
     return path
+
+
+def synthetic_glue(root):
+    """A tiny SST-2-shaped task whose label is readable from the words (no ../shared needed)."""
+    import random
+
+    rng = random.Random(0)
+    good, bad = ["good", "great", "fine", "nice"], ["bad", "awful", "poor", "wrong"]
+    (root / "SST-2").mkdir(parents=True)
+    for split, n in (("train", 320), ("dev", 64)):
+        rows = ["sentence\tlabel"]
+        for _ in range(n):
+            label = rng.randint(0, 1)
+            words = [rng.choice(good if label else bad)] + rng.choices(["the", "value", "object", "is"], k=4)
+            rng.shuffle(words)
+            rows.append(" ".join(words) + f"\t{label}")
+        (root / "SST-2" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
+    return root

@@ -14,7 +14,7 @@ import os
 import time
 from pathlib import Path
 
-from pipelines.corpus import default_corpus_path, lmforge_home, module_documents
+from pipelines.data.default_corpus import default_corpus_path, lmforge_home, module_documents
 from tokenizer.build import family_spec, train_backend
 
 SHARED_DATA = Path("/work/shared/data")

@@ -1,0 +1,1 @@
+"""The data path: sources, the default corpus, tokenization, shards, sampling and loading."""

@@ -1,0 +1,1 @@
+"""Downstream tasks: GLUE (heads and text-to-text) and summarization/translation."""

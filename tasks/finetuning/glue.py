@@ -1,0 +1,184 @@
+"""GLUE fine-tuning with a classification head: encoders, GPT-2 (last non-pad token) and BART
+(eos representation), all through AutoModelForSequenceClassification.
+
+Every eval split of a task is evaluated in the engine's final evaluation; MNLI reports
+matched and mismatched accuracy (the examples carry a split id). Metrics are GLUE's official
+ones through `evaluate` with a local module (tasks/metrics): nothing touches the network.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pipelines.errors import LmforgeError
+from tasks.base import Task, register
+from tasks.shared.batching import pad_stack
+
+
+@dataclass
+class GlueParams:
+    glue_task: str = "sst2"
+    glue_dir: str | None = None  # GLUE TSV layout; None: the Hub (nyu-mll/glue)
+    max_train_examples: int | None = None  # cap for quick runs
+    max_eval_examples: int | None = None
+    random_init: bool = False  # same architecture, fresh weights: the baseline pretraining must beat
+
+
+def load_glue_splits(p: GlueParams, seed: int):
+    """(train rows, [(split id, eval rows), ...]) of p.glue_task, capped by p.max_*_examples
+    (train: a seeded random subset; eval: the first rows, so every run scores the same ones)."""
+    from tasks.finetuning.glue_data import get_glue_task, load_glue
+
+    train = load_glue(p.glue_task, "train", p.glue_dir)
+    if p.max_train_examples:
+        train = train.shuffle(seed=seed).select(range(min(p.max_train_examples, len(train))))
+    evals = []
+    for split_id, split in enumerate(get_glue_task(p.glue_task).eval_splits):
+        rows = load_glue(p.glue_task, split, p.glue_dir)
+        if p.max_eval_examples:
+            rows = rows.select(range(min(p.max_eval_examples, len(rows))))
+        evals.append((split_id, rows))
+    return train, evals
+
+
+def fit_max_length(recipe, tokenizer) -> int:
+    """Clamp recipe.data.max_seq_length to what the checkpoint can embed (its position table,
+    the tokenizer's model_max_length), as transformers' run_glue.py does: a recipe default of
+    128 must not index past a tiny model's 64 positions. Relative-position models (T5) have no
+    table; only the tokenizer limits them."""
+    import logging
+
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(recipe.model.name_or_path)
+    except (OSError, ValueError) as exc:
+        raise LmforgeError(f"--model {recipe.model.name_or_path}: cannot read its config: "
+                           f"{' '.join(str(exc).split())[:200]}") from None
+    limits = [getattr(config, k) for k in ("max_position_embeddings", "n_positions") if getattr(config, k, None)]
+    limits += [tokenizer.model_max_length] if tokenizer.model_max_length else []
+    wanted = recipe.data.max_seq_length
+    if limits and min(limits) < wanted:
+        recipe.data.max_seq_length = int(min(limits))
+        logging.getLogger(__name__).warning("data.max_seq_length %d exceeds what %s supports; using %d", wanted,
+                                            recipe.model.name_or_path, recipe.data.max_seq_length)
+    return recipe.data.max_seq_length
+
+
+def gather(objects: list) -> list:
+    """All ranks' lists, concatenated (a no-op in one process)."""
+    from accelerate.utils import gather_object
+
+    return gather_object(objects)
+
+
+@register("glue")
+class GlueClassification(Task):
+    Params = GlueParams
+
+    def __init__(self, recipe):
+        super().__init__(recipe)
+        from tasks.finetuning.glue_data import get_glue_task
+
+        self.spec = get_glue_task(self.params.glue_task)
+        if not recipe.model.name_or_path:
+            raise LmforgeError(f"recipe '{recipe.name}': fine-tuning needs model.name_or_path (a checkpoint)")
+
+    def load_tokenizer(self):
+        tok = super().load_tokenizer()
+        if tok.pad_token is None:  # GPT-2 has none; its end-of-text token pads (never attended)
+            tok.pad_token = tok.eos_token
+        return tok
+
+    def _encode(self, rows, split_id: int) -> list[dict]:
+        cols = [rows[c] for c in self.spec.text_columns]
+        enc = self.tokenizer(*cols, truncation=True, max_length=self.recipe.data.max_seq_length)
+        keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
+        return [{**{k: enc[k][i] for k in keys}, "label": rows["label"][i], "split": split_id}
+                for i in range(len(rows["label"]))]
+
+    def prepare(self, tokenizer):
+        self.tokenizer = tokenizer
+        fit_max_length(self.recipe, tokenizer)
+        train, evals = load_glue_splits(self.params, self.recipe.training.seed)
+        return self._encode(train[:], 0), [e for split_id, rows in evals for e in self._encode(rows[:], split_id)]
+
+    def collate(self, examples, generator):
+        pad = self.tokenizer.pad_token_id
+        input_ids = pad_stack([e["input_ids"] for e in examples], pad)
+        lengths = torch.tensor([len(e["input_ids"]) for e in examples])
+        batch = {"input_ids": input_ids,
+                 "attention_mask": (torch.arange(input_ids.size(1))[None] < lengths[:, None]).long(),
+                 "labels": torch.tensor([e["label"] for e in examples],
+                                        dtype=torch.float if self.spec.is_regression else torch.long),
+                 "split": torch.tensor([e["split"] for e in examples])}
+        if "token_type_ids" in examples[0]:
+            batch["token_type_ids"] = pad_stack([e["token_type_ids"] for e in examples], 0)
+        return batch
+
+    def build_model(self, tokenizer):
+        from transformers import AutoModelForSequenceClassification
+
+        from tasks.shared.modeling import check_vocab
+
+        # id2label alone sets num_labels: passing num_labels too makes transformers warn against the
+        # checkpoint's own id2label (BartConfig saves three labels by default)
+        labels = self.spec.labels or ("score",)
+        kwargs = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
+        if self.spec.is_regression:
+            kwargs["problem_type"] = "regression"
+        path = self.recipe.model.name_or_path
+        try:
+            if self.params.random_init:
+                from transformers import AutoConfig
+
+                config = AutoConfig.from_pretrained(path, pad_token_id=tokenizer.pad_token_id, **kwargs)
+                model = AutoModelForSequenceClassification.from_config(config)
+            else:
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    path, pad_token_id=tokenizer.pad_token_id, **kwargs)
+        except (OSError, ValueError) as exc:
+            raise LmforgeError(f"--model {path}: cannot load for sequence classification: "
+                               f"{' '.join(str(exc).split())[:200]}") from None
+        check_vocab(model, tokenizer, f"--model {path}")
+        return model
+
+    def loss_counts(self, batch):
+        return {"loss": torch.tensor(batch["labels"].numel())}
+
+    def _logits(self, model, batch):
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+        return model(**inputs).logits
+
+    def loss(self, model, batch):
+        logits = self._logits(model, batch)
+        if self.spec.is_regression:
+            return {"loss": torch.nn.functional.mse_loss(logits.squeeze(-1).float(), batch["labels"], reduction="sum")}
+        return {"loss": torch.nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="sum")}
+
+    @torch.no_grad()
+    def eval_metrics(self, model, batches):
+        rows = []
+        for b in batches:
+            logits = self._logits(model, b).float()
+            preds = logits.squeeze(-1) if self.spec.is_regression else logits.argmax(-1)
+            rows += list(zip(b["split"].tolist(), preds.tolist(), b["labels"].tolist()))
+        return split_metrics(self.spec, gather(rows))
+
+
+def split_metrics(spec, rows: list[tuple]) -> dict[str, float]:
+    """GLUE metrics per eval split; the first split unprefixed, others as '<split>/<metric>'."""
+    from tasks.metrics import glue_metric
+
+    out = {}
+    for split_id, split in enumerate(spec.eval_splits):
+        mine = [(p, r) for s, p, r in rows if s == split_id]
+        if not mine:
+            continue
+        preds, refs = zip(*mine)
+        scores = glue_metric(spec.name, list(preds), list(refs))
+        prefix = "" if split_id == 0 else f"{split.removeprefix('validation_')}/"
+        out.update({f"{prefix}{k}": float(v) for k, v in scores.items()})
+    return out

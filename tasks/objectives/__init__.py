@@ -1,0 +1,1 @@
+"""One file per paper: everything that makes that objective what it is."""

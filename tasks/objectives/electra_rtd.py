@@ -1,0 +1,263 @@
+"""ELECTRA pretraining: replaced token detection (Clark et al. 2020), everything in one file.
+
+One nn.Module, ElectraPretrainingModel, holds a small generator (ElectraForMaskedLM) and the
+discriminator (ElectraForPreTraining). Its forward is the whole objective:
+  1. the generator does MLM on the masked input (15 %; ELECTRA's mask(): 85 % [MASK], 15 % kept,
+     no random tokens);
+  2. at every masked position a token is sampled from the generator's softmax (temperature 1);
+     ids are discrete and sampled under no_grad, so no gradient flows from the discriminator
+     into the generator, as in the paper (the generator is trained by its MLM loss only);
+  3. the discriminator reads the sampled sequence; its label is 1 iff the token differs from the
+     original (a sample that equals the original is "original", label 0).
+Loss = L_MLM (mean over masked tokens) + disc_weight (lambda = 50) x L_Disc (mean over all
+non-padding tokens, [CLS]/[SEP] included as in ELECTRA's input_mask); both are returned as sums,
+the engine divides each by its global count.
+
+Sharing (the released code's `electra/embeddings` scope): generator and discriminator use ONE
+embeddings module (token, position and token-type tables and the embedding LayerNorm, all of size
+embedding_size); the smaller generator maps them to its hidden size with its own
+embeddings_project, and its output layer is the same word-embedding matrix. The generator has the
+discriminator's depth and 1/generator_size_divisor of its width, FFN and heads (paper Table 6:
+1/4 for small and large, 1/3 for base).
+
+Export: the engine's `final` folder is the discriminator (ElectraForPreTraining: the model to
+fine-tune, `make finetune MODEL=electra-tiny` uses it), the generator goes next to it in
+`final-generator` (ElectraForMaskedLM, fill-mask). Data: ELECTRA's build_pretraining_dataset.py
+ExampleBuilder (electra_segments below).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers.utils import ModelOutput
+
+from pipelines.data.tokenize import documents_for
+from pipelines.errors import LmforgeError
+from tasks.base import Task, register, write_pretrained
+from tasks.shared.batching import pad_stack
+from tasks.shared.losses import token_ce_sum
+from tasks.shared.masking import IGNORE_INDEX, MaskingMixin, MlmParams
+from tasks.shared.modeling import init_model
+from tasks.shared.template import template_example
+
+
+@dataclass
+class RtdParams(MlmParams):
+    mask_replace_prob: float = 0.85  # ELECTRA's pretrain_helpers.mask: [MASK] 85 %, else kept
+    random_replace_prob: float = 0.0
+    disc_weight: float = 50.0  # lambda
+    generator_size_divisor: float = 4.0  # generator width = discriminator's / this (base: 3)
+    temperature: float = 1.0  # of the generator's softmax when sampling
+    single_segment_prob: float = 0.1  # ExampleBuilder: one segment, as in classification inputs
+    short_seq_prob: float = 0.05  # ExampleBuilder: a random target length in [5, max_seq_length]
+    # continued pretraining (model.name_or_path = a discriminator folder): the generator's folder;
+    # default: our export's "<folder>-generator"
+    generator_name_or_path: str | None = None
+
+
+def electra_segments(documents, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,
+                     short_seq_prob: float = 0.05) -> list[tuple[list, list]]:
+    """(segment A, segment B or []) per example, ELECTRA's ExampleBuilder: sentences of one document are
+    gathered until they reach the target length (or the document ends), then split into two segments
+    ((target - 3) // 2 tokens for A, a sentence crossing that mark goes to A half the time; 10 %: one
+    segment) and cut to max_length with room for [CLS] A [SEP] B [SEP]. 5 % of examples get a random
+    target length. Hand-written: no library builds ELECTRA's inputs. Tokens are only sliced and
+    concatenated, so (id, word id) pairs work as tokens too."""
+    out: list[tuple[list, list]] = []
+    target = max_length
+    for document in documents:
+        current, length = [], 0
+        for i, sentence in enumerate(document):
+            current.append(sentence)
+            length += len(sentence)
+            if length >= target or i == len(document) - 1:
+                first_target = 100_000 if rng.random() < single_segment_prob else (target - 3) // 2
+                first, second = [], []
+                for s in current:
+                    if (not first or len(first) + len(s) < first_target
+                            or (not second and len(first) < first_target and rng.random() < 0.5)):
+                        first += s
+                    else:
+                        second += s
+                first = first[:max_length - 2]
+                second = second[:max(0, max_length - len(first) - 3)]
+                out.append((first, second))
+                current, length = [], 0
+                target = int(rng.integers(5, max_length + 1)) if rng.random() < short_seq_prob else max_length
+    return out
+
+
+def generator_config(disc_config, divisor: float):
+    """The generator's config: the discriminator's depth, embedding size and everything else, with
+    hidden size, FFN size and attention heads divided by `divisor` (paper Table 6)."""
+    cfg = copy.deepcopy(disc_config)
+    hidden = round(disc_config.hidden_size / divisor)
+    heads = max(1, round(disc_config.num_attention_heads / divisor))
+    if divisor < 1 or hidden < 1 or hidden % heads:
+        raise LmforgeError(f"objective.generator_size_divisor {divisor}: generator hidden size {hidden} is not a "
+                           f"positive multiple of its {heads} attention heads")
+    cfg.hidden_size, cfg.num_attention_heads = hidden, heads
+    cfg.intermediate_size = max(1, round(disc_config.intermediate_size / divisor))
+    cfg.architectures = None
+    return cfg
+
+
+def share_embeddings(generator, discriminator) -> None:
+    """One embeddings module for both (tokens, positions, token types, LayerNorm) and the generator's
+    output layer tied to the shared word embeddings."""
+    generator.electra.embeddings = discriminator.electra.embeddings
+    generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
+
+
+def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """One token per row of logits [N, V] drawn from softmax(logits / temperature), by inverse CDF with
+    the uniforms u [N]. ELECTRA adds Gumbel noise per vocabulary entry; this is the same distribution
+    from one uniform per position, drawn in `collate` from the engine's (seed, step, rank) generator,
+    so sampling is part of the batch: reproducible and identical after a resume. (Dropout inside the
+    two models uses torch's global RNG, which the engine seeds.)"""
+    cdf = torch.softmax(logits.float() / temperature, dim=-1).cumsum(-1)
+    idx = torch.searchsorted(cdf, (u.float() * cdf[:, -1]).unsqueeze(-1), right=True).squeeze(-1)
+    return idx.clamp_max(logits.size(-1) - 1)
+
+
+@dataclass
+class ElectraPretrainingOutput(ModelOutput):
+    generator_logits: torch.Tensor | None = None  # [B, T, V]
+    discriminator_logits: torch.Tensor | None = None  # [B, T]
+    replaced: torch.Tensor | None = None  # [B, T] discriminator labels: 1 = differs from the original
+    fake_input_ids: torch.Tensor | None = None  # [B, T] what the discriminator read
+
+
+class ElectraPretrainingModel(nn.Module):
+    """Generator + discriminator with shared embeddings; forward = ELECTRA's training graph."""
+
+    def __init__(self, generator, discriminator, temperature: float = 1.0):
+        super().__init__()
+        self.generator = generator
+        self.discriminator = discriminator
+        self.temperature = temperature
+        share_embeddings(generator, discriminator)
+
+    def forward(self, input_ids, attention_mask, token_type_ids, mlm_labels, sample_u) -> ElectraPretrainingOutput:
+        gen_logits = self.generator(input_ids=input_ids, attention_mask=attention_mask,
+                                    token_type_ids=token_type_ids).logits
+        selected = mlm_labels != IGNORE_INDEX
+        original = torch.where(selected, mlm_labels, input_ids)
+        with torch.no_grad():  # a discrete sample: the discriminator's loss never reaches the generator
+            sampled = sample_from_logits(gen_logits[selected], sample_u[selected], self.temperature)
+            fake = original.masked_scatter(selected, sampled)
+        disc_logits = self.discriminator(input_ids=fake, attention_mask=attention_mask,
+                                         token_type_ids=token_type_ids).logits
+        return ElectraPretrainingOutput(generator_logits=gen_logits, discriminator_logits=disc_logits,
+                                        replaced=(fake != original).long(), fake_input_ids=fake)
+
+
+@register("electra-rtd")
+class ElectraRtd(MaskingMixin, Task):
+    """ELECTRA replaced token detection on ElectraForMaskedLM (generator) + ElectraForPreTraining."""
+
+    Params = RtdParams
+    tokenizer_kinds = ("wordpiece",)
+    loss_weights = {"mlm": 1.0, "disc": 50.0}
+
+    def __init__(self, recipe):
+        super().__init__(recipe)
+        if recipe.model.family != "electra":
+            raise LmforgeError(f"recipe '{recipe.name}': task electra-rtd needs model.family electra, "
+                               f"got '{recipe.model.family}'")
+        self.loss_weights = {"mlm": 1.0, "disc": self.params.disc_weight}  # the engine reads the instance's
+
+    def prepare(self, tokenizer):
+        self.tokenizer = tokenizer
+        d, p = self.recipe.data, self.params
+        out = []
+        for docs, seed in zip(documents_for(self.recipe, tokenizer, word_ids=self.needs_word_ids),
+                              (self.recipe.training.seed, self.recipe.training.seed + 1)):
+            segments = electra_segments(docs, d.max_seq_length, np.random.default_rng(seed),
+                                        p.single_segment_prob, p.short_seq_prob)
+            out.append([template_example(tokenizer, a, b or None) for a, b in segments])
+        return out[0], out[1]
+
+    def collate(self, examples, generator):
+        pad = self.tokenizer.pad_token_id
+        input_ids = pad_stack([e["input_ids"] for e in examples], pad)
+        corrupted, labels = self.masked(input_ids, examples, generator)
+        return {"input_ids": corrupted, "attention_mask": (input_ids != pad).long(),
+                "token_type_ids": pad_stack([e["token_type_ids"] for e in examples], 0), "labels": labels,
+                "sample_u": torch.rand(input_ids.shape, generator=generator)}
+
+    def build_model(self, tokenizer):
+        from transformers import AutoModelForMaskedLM, AutoModelForPreTraining
+
+        self.tokenizer = tokenizer
+        p, source = self.params, self.recipe.model.name_or_path
+        disc = init_model(AutoModelForPreTraining, self.recipe, tokenizer, type_vocab_size=2)
+        if source:  # continued pretraining from our export (or any discriminator + generator pair)
+            gen_path = p.generator_name_or_path or f"{str(source).rstrip('/')}-generator"
+            try:
+                gen = AutoModelForMaskedLM.from_pretrained(gen_path)
+            except (OSError, ValueError) as exc:
+                raise LmforgeError(f"objective.generator_name_or_path: cannot load '{gen_path}': "
+                                   f"{' '.join(str(exc).split())[:200]}") from None
+        else:
+            gen = AutoModelForMaskedLM.from_config(generator_config(disc.config, p.generator_size_divisor))
+        return ElectraPretrainingModel(gen, disc, p.temperature)
+
+    def loss_counts(self, batch):
+        return {"mlm": (batch["labels"] != IGNORE_INDEX).sum(), "disc": batch["attention_mask"].sum()}
+
+    @staticmethod
+    def _forward(model, batch) -> ElectraPretrainingOutput:
+        return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                     token_type_ids=batch["token_type_ids"], mlm_labels=batch["labels"], sample_u=batch["sample_u"])
+
+    def loss(self, model, batch):
+        out = self._forward(model, batch)
+        disc = nn.functional.binary_cross_entropy_with_logits(
+            out.discriminator_logits.float(), out.replaced.float(), weight=batch["attention_mask"].float(),
+            reduction="sum")
+        return {"mlm": token_ce_sum(out.generator_logits, batch["labels"]), "disc": disc}
+
+    @torch.no_grad()
+    def eval_metrics(self, model, batches):
+        """ELECTRA's own metrics: generator accuracy (argmax and sampled) on masked tokens, discriminator
+        accuracy on all tokens and recall on the replaced ones."""
+        n = {"masked": 0, "argmax": 0, "sampled": 0, "tokens": 0, "disc": 0, "replaced": 0, "found": 0}
+        for b in batches:
+            out = self._forward(model, b)
+            sel, real = b["labels"] != IGNORE_INDEX, b["attention_mask"].bool()
+            pred = (out.discriminator_logits > 0).long()
+            n["masked"] += int(sel.sum())
+            n["argmax"] += int((out.generator_logits.argmax(-1)[sel] == b["labels"][sel]).sum())
+            n["sampled"] += int((out.fake_input_ids[sel] == b["labels"][sel]).sum())
+            n["tokens"] += int(real.sum())
+            n["disc"] += int((pred == out.replaced)[real].sum())
+            n["replaced"] += int(out.replaced[real].sum())
+            n["found"] += int((pred * out.replaced)[real].sum())
+        return {"mlm_accuracy": n["argmax"] / max(n["masked"], 1),
+                "sampled_accuracy": n["sampled"] / max(n["masked"], 1),
+                "disc_accuracy": n["disc"] / max(n["tokens"], 1),
+                "disc_recall": n["found"] / max(n["replaced"], 1)}
+
+    def export(self, model, tokenizer, out_dir, state_dict=None):
+        """<out_dir> = the discriminator (ElectraForPreTraining), <out_dir>-generator = ElectraForMaskedLM."""
+        out_dir = Path(out_dir)
+        gen_dir = out_dir.with_name(f"{out_dir.name}-generator")
+        for part, folder in (("discriminator", out_dir), ("generator", gen_dir)):
+            sub = None if state_dict is None else \
+                {k.removeprefix(f"{part}."): v for k, v in state_dict.items() if k.startswith(f"{part}.")}
+            write_pretrained(getattr(model, part), tokenizer, folder, self.recipe, state_dict=sub)
+        return [out_dir, gen_dir]
+
+    def flops_per_token(self, model):
+        from pipelines.flops import transformer_flops_per_token
+
+        parts = [transformer_flops_per_token(m, self.recipe.data.max_seq_length)
+                 for m in (model.generator, model.discriminator)]
+        return None if None in parts else sum(parts)

@@ -1,0 +1,1 @@
+"""What several objectives really share: the special-token template, masking, losses, packing, rng."""

@@ -1,0 +1,19 @@
+"""Padding lists of ids into batch tensors."""
+
+from __future__ import annotations
+
+import torch
+
+
+def pad_stack(rows: list[list[int]], pad_value: int, length: int | None = None) -> torch.Tensor:
+    """Right-pad lists of ints into a LongTensor (to `length` or the longest row)."""
+    width = length or max(len(r) for r in rows)
+    out = torch.full((len(rows), width), pad_value, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.as_tensor(r[:width], dtype=torch.long)
+    return out
+
+
+def split_word_ids(tokens: list) -> tuple[list[int], list[int]]:
+    """(token ids, word ids) of a list of (token_id, word_id) pairs."""
+    return [t for t, _ in tokens], [w for _, w in tokens]

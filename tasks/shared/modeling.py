@@ -1,0 +1,67 @@
+"""Building a task's transformers model from a recipe: config from model.config (typos refused),
+or a checkpoint; vocabulary and position-table checks."""
+
+from __future__ import annotations
+
+from pipelines.config import Recipe
+from pipelines.errors import LmforgeError
+
+
+def build_config(recipe: Recipe, tokenizer, **fixed):
+    """The family's transformers Config from recipe.model.config; unknown keys are user errors
+    (transformers configs silently accept any kwarg, so a typo would otherwise be ignored)."""
+    from transformers import AutoConfig
+
+    family = recipe.model.family
+    try:
+        defaults = AutoConfig.for_model(family)
+    except ValueError:
+        raise LmforgeError(f"recipe '{recipe.name}', model.family: unknown family '{family}'") from None
+    for key in recipe.model.config:
+        if not hasattr(defaults, key):
+            raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: not a field of "
+                               f"{type(defaults).__name__}")
+    kwargs = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, **fixed, **recipe.model.config}
+    return AutoConfig.for_model(family, **kwargs)
+
+
+def init_model(auto_cls, recipe: Recipe, tokenizer, **fixed):
+    """From recipe.model.name_or_path when set (continued pretraining), else fresh from the config."""
+    if recipe.model.name_or_path:
+        try:
+            model = auto_cls.from_pretrained(recipe.model.name_or_path)
+        except (OSError, ValueError) as exc:
+            raise LmforgeError(f"model.name_or_path: cannot load '{recipe.model.name_or_path}' as "
+                               f"{auto_cls.__name__}: {' '.join(str(exc).split())[:200]}") from None
+    else:
+        model = auto_cls.from_config(build_config(recipe, tokenizer, **fixed))
+    check_vocab(model, tokenizer, f"recipe '{recipe.name}'")
+    check_positions(model, recipe)
+    return model
+
+
+def check_vocab(model, tokenizer, where: str):
+    """The embedding table must cover every id the tokenizer can produce."""
+    n_emb = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > n_emb:
+        raise LmforgeError(f"{where}: tokenizer has {len(tokenizer)} tokens but the model's embedding "
+                           f"table has {n_emb}: tokenizer and model do not match")
+
+
+def position_offset(model) -> int:
+    """Position ids a model uses up before the first token. RoBERTa-style embeddings (a padding_idx on
+    the position table: RoBERTa, XLM-R, CamemBERT, ...) number positions from padding_idx + 1, so
+    RoBERTa needs max_seq_length + 2 positions (514 for 512). Read off the model, not the family name."""
+    table = getattr(getattr(model.base_model, "embeddings", None), "position_embeddings", None)
+    pad = getattr(table, "padding_idx", None)
+    return 0 if pad is None else pad + 1
+
+
+def check_positions(model, recipe: Recipe):
+    positions = getattr(model.config, "max_position_embeddings", None)
+    need = recipe.data.max_seq_length + position_offset(model)
+    if positions and need > positions:
+        why = "" if need == recipe.data.max_seq_length else \
+            f" ({type(model).__name__} numbers positions from padding_idx + 1 = {position_offset(model)})"
+        raise LmforgeError(f"recipe '{recipe.name}': data.max_seq_length {recipe.data.max_seq_length} needs "
+                           f"model.config.max_position_embeddings >= {need}{why}, got {positions}")
