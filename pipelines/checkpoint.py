@@ -7,11 +7,11 @@ is written as a hidden temp folder and renamed. `latest` resumes from the newest
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 
+from pipelines.atomic import replace_folder, temp_sibling
 from pipelines.errors import LmforgeError
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
@@ -49,7 +49,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict,
     Every rank must call this (DeepSpeed saves shards collectively)."""
     root = checkpoint_root(output_dir)
     final = root / f"step-{step:06d}"
-    tmp = root / f".step-{step:06d}.tmp"
+    tmp = temp_sibling(final, tag="")  # one name for every rank: .step-000500.tmp
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
         root.mkdir(parents=True, exist_ok=True)
@@ -57,10 +57,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict,
     accelerator.save_state(str(tmp))
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
+        (tmp / STATE_FILE).write_text(json.dumps(state, indent=2))  # inside the temp folder: published with it
+        replace_folder(tmp, final)
         for old in list_checkpoints(output_dir)[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -44,11 +44,11 @@ def _finetune(args) -> int:
 
 def _tokenizer(args) -> int:
     from pipelines.config import DataSection
-    from pipelines.data.sources import load_documents
+    from pipelines.data.sources import sample_texts
     from tokenizer import build_tokenizer
 
-    docs = load_documents(DataSection(corpus=args.corpus, text_column=args.text_column))
-    tok = build_tokenizer(args.family, (s for d in docs for s in d), args.vocab_size, args.output_dir,
+    texts = sample_texts(DataSection(corpus=args.corpus, text_column=args.text_column), int(args.sample_mb * 1e6))
+    tok = build_tokenizer(args.family, texts, args.vocab_size, args.output_dir,
                           model_max_length=args.model_max_length)
     print(f"{args.family} tokenizer, {len(tok)} tokens -> {args.output_dir}")
     return 0
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--text_column", default="text")
     tk.add_argument("--vocab_size", type=int, default=8192)
     tk.add_argument("--model_max_length", type=int, default=512)
+    tk.add_argument("--sample_mb", type=float, default=256.0, help="train on a seeded sample of this much text")
     tk.add_argument("--output_dir", required=True)
     tk.set_defaults(func=_tokenizer)
     co = sub.add_parser("corpus", help="build the embedded default corpus")

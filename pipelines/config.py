@@ -8,6 +8,7 @@ bert-base and shrinks it), so shared settings are written once.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipelines.errors import LmforgeError
+from pipelines.tracking import REPORTERS
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "tasks" / "recipes"
 
@@ -32,6 +34,7 @@ class TokenizerSection:
     name_or_path: str | None = None  # an existing tokenizer; else one is built from the corpus
     vocab_size: int = 8192
     model_max_length: int = 512
+    train_sample_mb: float = 256.0  # tokenizer training reads at most this much text (a seeded sample)
 
 
 @dataclass
@@ -39,11 +42,14 @@ class DataSection:
     corpus: str = "default"  # "default" | local file or folder | Hub dataset name
     corpus_config: str | None = None  # Hub dataset config (e.g. wikitext-103-raw-v1)
     split: str = "train"
+    revision: str | None = None  # Hub dataset revision (part of the prepared data's fingerprint)
     text_column: str = "text"
     max_seq_length: int = 128
     validation_fraction: float = 0.02  # documents held out for evaluation
     max_documents: int | None = None  # cap for quick runs
     dupe_factor: int = 1  # passes over the corpus when static pairs are built (BERT NSP: 10)
+    prepared_dir: str | None = None  # where token shards are cached (shared storage on a cluster);
+    # default: $LMFORGE_PREPARED or ~/.cache/lmforge/prepared
 
 
 @dataclass
@@ -66,6 +72,8 @@ class TrainingSection:
     mixed_precision: str = "no"  # no | bf16 | fp16
     allow_fp16: bool = False  # tasks that overflow in fp16 (T5) refuse it unless this is set
     torch_compile: bool = False
+    dataloader_num_workers: int = 1  # processes that collate batches ahead of the step (0: in the loop)
+    dataloader_prefetch_factor: int = 4  # batches each worker keeps ready
     seed: int = 42
     logging_steps: int = 10
     eval_steps: int = 200  # 0: only at the end
@@ -151,16 +159,120 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe
         recipe.training.mixed_precision = "no"
     if not recipe.name or recipe.name == "unnamed":
         recipe.name = path.stem
+    check_recipe_values(recipe)
+    if recipe.model.config:  # typos and wrong types in model.config, before any tokenizer is trained
+        from tasks.shared.modeling import check_model_config
+
+        check_model_config(recipe)
     return recipe
 
 
 def validate_params(params_cls: type, values: dict[str, Any], where: str):
-    """Typed task parameters: unknown keys and wrong types are user errors naming `where`."""
+    """Typed task parameters: unknown keys and wrong types are user errors naming `where`; values
+    out of range too, when the params class has a `check(where)` method (built from check_range)."""
     try:
         merged = OmegaConf.merge(OmegaConf.structured(params_cls), values or {})
-        return OmegaConf.to_object(merged)
+        params = OmegaConf.to_object(merged)
     except OmegaConfBaseException as exc:
         raise LmforgeError(f"{where}: {_one_line(exc)}") from None
+    if callable(getattr(params, "check", None)):
+        params.check(where)
+    return params
+
+
+# --- value ranges ------------------------------------------------------------------------------
+# OmegaConf checks types; these check values, so `batch size 0` fails at load with one line
+# instead of as a ZeroDivisionError (or a silent no-op) after the tokenizer is trained.
+
+
+def check_range(where: str, name: str, value, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False):
+    """Refuse `value` outside [lo, hi] (an open end excludes the bound; None: unbounded). A value of
+    None (an unset optional field) passes; NaN and infinities never do."""
+    if value is None:
+        return
+    finite = not isinstance(value, float) or math.isfinite(value)
+    low_ok = lo is None or (value > lo if lo_open else value >= lo)
+    high_ok = hi is None or (value < hi if hi_open else value <= hi)
+    if finite and low_ok and high_ok:
+        return
+    if lo is not None and hi is not None:
+        rule = f"in {'(' if lo_open else '['}{lo}, {hi}{')' if hi_open else ']'}"
+    elif lo is not None:
+        rule = f"{'>' if lo_open else '>='} {lo}"
+    elif hi is not None:
+        rule = f"{'<' if hi_open else '<='} {hi}"
+    else:
+        rule = "a finite number"
+    raise LmforgeError(f"{where}, {name}: {value} is out of range (must be {rule})")
+
+
+def check_probability(where: str, name: str, value) -> None:
+    check_range(where, name, value, lo=0.0, hi=1.0)
+
+
+def check_choice(where: str, name: str, value, choices) -> None:
+    if value not in choices:
+        raise LmforgeError(f"{where}, {name}: '{value}' is not one of {', '.join(map(str, choices))}")
+
+
+# transformers.SchedulerType's values (5.x); a name not listed is looked up in the installed
+# transformers before it is refused (importing it costs seconds, so only then)
+_SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+               "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+               "warmup_stable_decay", "greedy")
+
+
+def scheduler_names(name: str) -> tuple[str, ...]:
+    if name in _SCHEDULERS:
+        return _SCHEDULERS
+    from transformers.trainer_utils import SchedulerType
+
+    return tuple(s.value for s in SchedulerType)
+
+
+def check_recipe_values(recipe: Recipe) -> None:
+    """Range checks of the training, data and tokenizer sections (objective parameters are checked
+    by their params class, model.config by tasks/shared/modeling.py)."""
+    where, t, d, tok = f"recipe '{recipe.name}'", recipe.training, recipe.data, recipe.tokenizer
+    for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps",
+                 "logging_steps"):
+        check_range(where, f"training.{name}", getattr(t, name), lo=1)
+    for name in ("eval_steps", "save_steps", "save_total_limit", "warmup_steps", "weight_decay", "max_grad_norm"):
+        check_range(where, f"training.{name}", getattr(t, name), lo=0)
+    if t.max_steps < 1 and t.max_steps != -1:
+        why = "trains nothing" if t.max_steps == 0 else "is out of range"
+        raise LmforgeError(f"{where}, training.max_steps: {t.max_steps} {why} (use a positive step count, or -1 "
+                           "to train training.num_train_epochs epochs)")
+    if t.max_steps == -1:
+        check_range(where, "training.num_train_epochs", t.num_train_epochs, lo=0, lo_open=True)
+    check_range(where, "training.learning_rate", t.learning_rate, lo=0, lo_open=True)
+    check_range(where, "training.warmup_ratio", t.warmup_ratio, lo=0, hi=1, hi_open=True)
+    for name in ("adam_beta1", "adam_beta2"):
+        check_range(where, f"training.{name}", getattr(t, name), lo=0, hi=1, hi_open=True)
+    check_range(where, "training.adam_epsilon", t.adam_epsilon, lo=0, lo_open=True)
+    check_choice(where, "training.lr_scheduler_type", t.lr_scheduler_type, scheduler_names(t.lr_scheduler_type))
+    check_choice(where, "training.mixed_precision", t.mixed_precision, ("no", "bf16", "fp16"))
+    check_choice(where, "training.report_to", t.report_to, REPORTERS)
+
+    check_range(where, "data.max_seq_length", d.max_seq_length, lo=8)
+    check_range(where, "data.validation_fraction", d.validation_fraction, lo=0, hi=1, hi_open=True)
+    check_range(where, "data.dupe_factor", d.dupe_factor, lo=1)
+    check_range(where, "data.max_documents", d.max_documents, lo=1)
+
+    check_range(where, "tokenizer.vocab_size", tok.vocab_size, lo=smallest_vocab(recipe.model.family))
+    check_range(where, "tokenizer.model_max_length", tok.model_max_length, lo=1)
+
+
+def smallest_vocab(family: str) -> int:
+    """The smallest vocab_size the tokenizer builder accepts for `family` (its special tokens, 16
+    learned ones, and the 256 byte symbols of a byte-level BPE); families without a builder: the
+    smallest of any."""
+    from tokenizer.build import min_vocab_size
+    from tokenizer.families import FAMILY_SPECS
+
+    if family in FAMILY_SPECS:
+        return min_vocab_size(FAMILY_SPECS[family])
+    return min(min_vocab_size(spec) for spec in FAMILY_SPECS.values())
 
 
 def recipe_to_dict(recipe: Recipe) -> dict:

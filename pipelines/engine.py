@@ -130,9 +130,29 @@ def resolve_max_steps(t: TrainingSection, n_examples: int, world: int) -> int:
     return max(1, math.ceil(t.num_train_epochs * n_examples / per_step))
 
 
-def train(task, recipe: Recipe) -> TrainResult:
-    """Run the recipe's training for `task` end to end: data, model, loop, checkpoints, export."""
-    from tqdm.auto import tqdm
+@dataclass
+class Run:
+    """Everything one training run holds between setup, loop and finish."""
+
+    task: object
+    recipe: Recipe
+    accelerator: object
+    tokenizer: object
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    train_data: object
+    sampler: GlobalBatchSampler
+    eval_batches: list[dict]
+    max_steps: int
+    start_step: int
+    state: dict
+    out: Path
+    history: list[dict] = field(default_factory=list)
+
+
+def setup(task, recipe: Recipe) -> Run:
+    """Tokenizer, prepared data, model, optimizer, schedule, eval batches; resume if asked."""
     from transformers import get_scheduler
     from transformers import set_seed as hf_set_seed
 
@@ -140,8 +160,11 @@ def train(task, recipe: Recipe) -> TrainResult:
     out = Path(t.output_dir)
     accelerator = make_accelerator(t)
     hf_set_seed(t.seed)
-    with accelerator.main_process_first():  # rank 0 builds the tokenizer / caches, the others reuse them
+    # rank 0 trains the tokenizer and prepares the shards first; the other ranks then find both on
+    # disk (same fingerprint) and memory-map the same files
+    with accelerator.main_process_first():
         tokenizer = task.load_tokenizer()
+        task.setup(tokenizer)
         train_data, eval_data = task.prepare(tokenizer)
     if len(train_data) == 0:
         raise LmforgeError(f"recipe '{recipe.name}': the training set is empty after preprocessing")
@@ -149,7 +172,7 @@ def train(task, recipe: Recipe) -> TrainResult:
     if t.torch_compile:
         model = torch.compile(model)
     optimizer = build_optimizer(model, t)
-    world, ga = accelerator.num_processes, t.gradient_accumulation_steps
+    world = accelerator.num_processes
     sampler = GlobalBatchSampler(len(train_data), t.per_device_train_batch_size, world, t.seed)
     max_steps = resolve_max_steps(t, len(train_data), world)
     warmup = t.warmup_steps or int(t.warmup_ratio * max_steps)
@@ -176,63 +199,98 @@ def train(task, recipe: Recipe) -> TrainResult:
         (out / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=2))
     accelerator.init_trackers(t.project, config=recipe_to_dict(recipe),
                               init_kwargs={"wandb": {"name": t.run_name or recipe.name, "dir": str(out)}})
-    log = JsonlLog(out / "metrics.jsonl", accelerator.is_main_process)
-    flops_tok = task.flops_per_token(accelerator.unwrap_model(model))
-    history: list[dict] = []
-    bar = tqdm(range(start_step, max_steps), initial=start_step, total=max_steps,
-               disable=not accelerator.is_local_main_process, desc=recipe.name, dynamic_ncols=True)
+    return Run(task, recipe, accelerator, tokenizer, model, optimizer, scheduler, train_data, sampler, eval_batches,
+               max_steps, start_step, state, out)
+
+
+def _steps(run: Run):
+    """(step, its micro-batches on the device), collated ahead by DataLoader workers."""
+    from pipelines.data.loader import micro_batch_loader
+
+    t, acc = run.recipe.training, run.accelerator
+    ga = t.gradient_accumulation_steps
+    loader = micro_batch_loader(run.task, run.train_data, run.sampler, t.seed, ga, acc.process_index,
+                                run.start_step, run.max_steps, workers=t.dataloader_num_workers,
+                                prefetch=t.dataloader_prefetch_factor, pin_memory=acc.device.type == "cuda")
+    step, micro = run.start_step, []
+    for batch in loader:
+        micro.append(_to_device(batch, acc.device))
+        if len(micro) == ga:
+            yield step, micro
+            step, micro = step + 1, []
+
+
+def loop(run: Run):
+    """Optimizer steps from run.start_step to run.max_steps: logging, evaluation, checkpoints."""
+    from tqdm.auto import tqdm
+
+    t, acc, task = run.recipe.training, run.accelerator, run.task
+    log = JsonlLog(run.out / "metrics.jsonl", acc.is_main_process)
+    flops_tok = task.flops_per_token(acc.unwrap_model(run.model))
+    bar = tqdm(total=run.max_steps, initial=run.start_step, disable=not acc.is_local_main_process,
+               desc=run.recipe.name, dynamic_ncols=True)
     window_tokens, window_start = 0, time.perf_counter()
-    for step in bar:
-        micro = []
-        for m in range(ga):
-            gen = torch.Generator().manual_seed(collate_seed(t.seed, step, m, accelerator.process_index))
-            idx = sampler.indices(step * ga + m, accelerator.process_index)
-            micro.append(_to_device(task.collate([train_data[i] for i in idx], gen), accelerator.device))
-        logs = train_step(accelerator, model, optimizer, task, micro, t.max_grad_norm)
-        if not accelerator.optimizer_step_was_skipped:
-            scheduler.step()
+    for step, micro in _steps(run):
+        logs = train_step(acc, run.model, run.optimizer, task, micro, t.max_grad_norm)
+        if not acc.optimizer_step_was_skipped:
+            run.scheduler.step()
         n_tok = sum(int(task.tokens_in(b)) for b in micro)
-        n_tok = int(accelerator.reduce(torch.tensor(n_tok, device=accelerator.device), reduction="sum"))
-        state["tokens"] += n_tok
+        n_tok = int(acc.reduce(torch.tensor(n_tok, device=acc.device), reduction="sum"))
+        run.state["tokens"] += n_tok
         window_tokens += n_tok
         done = step + 1
-        if done % t.logging_steps == 0 or done == max_steps:
+        bar.update(1)
+        if done % t.logging_steps == 0 or done == run.max_steps:
             elapsed = time.perf_counter() - window_start
             tps = window_tokens / max(elapsed, 1e-9)
-            logs.update(step=done, lr=scheduler.get_last_lr()[0], tokens_per_sec=tps, tokens=state["tokens"])
-            if (u := mfu(flops_tok, tps, world)) is not None:
+            logs.update(step=done, lr=run.scheduler.get_last_lr()[0], tokens_per_sec=tps, tokens=run.state["tokens"])
+            if (u := mfu(flops_tok, tps, acc.num_processes)) is not None:
                 logs["mfu"] = u
             bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", tok_s=f"{tps:,.0f}")
-            accelerator.log(logs, step=done)
+            acc.log(logs, step=done)
             log.write(logs)
-            history.append(logs)
+            run.history.append(logs)
             window_tokens, window_start = 0, time.perf_counter()
-        if t.eval_steps and done % t.eval_steps == 0 and done != max_steps and eval_batches:
-            metrics = evaluate(accelerator, model, task, eval_batches)
-            accelerator.log(metrics, step=done)
+        if t.eval_steps and done % t.eval_steps == 0 and done != run.max_steps and run.eval_batches:
+            metrics = evaluate(acc, run.model, task, run.eval_batches)
+            acc.log(metrics, step=done)
             log.write({"step": done, **metrics})
-            accelerator.print(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-        if t.save_steps and done % t.save_steps == 0 and done != max_steps:
-            checkpoint.save_checkpoint(accelerator, out, done, {"step": done, "tokens": state["tokens"]},
+            acc.print(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+        if t.save_steps and done % t.save_steps == 0 and done != run.max_steps:
+            checkpoint.save_checkpoint(acc, run.out, done, {"step": done, "tokens": run.state["tokens"]},
                                        t.save_total_limit)
     bar.close()
+    return log
 
-    final_metrics = evaluate(accelerator, model, task, eval_batches) if eval_batches else {}
+
+def finish(run: Run, log) -> TrainResult:
+    """Final evaluation, export, optional push, results.json."""
+    t, acc = run.recipe.training, run.accelerator
+    final_metrics = evaluate(acc, run.model, run.task, run.eval_batches) if run.eval_batches else {}
     if final_metrics:
-        accelerator.log(final_metrics, step=max_steps)
-        log.write({"step": max_steps, **final_metrics})
-        accelerator.print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in final_metrics.items()))
-    export_dirs = export(accelerator, task, model, tokenizer, out / "final")
-    if accelerator.is_main_process and t.push_to_hub and export_dirs:
+        acc.log(final_metrics, step=run.max_steps)
+        log.write({"step": run.max_steps, **final_metrics})
+        acc.print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in final_metrics.items()))
+    export_dirs = export(acc, run.task, run.model, run.tokenizer, run.out / "final")
+    if acc.is_main_process and t.push_to_hub and export_dirs:
         from pipelines.push import push_folder
 
-        push_folder(export_dirs[0], t.hub_model_id or recipe.name)
-    if accelerator.is_main_process:
-        (out / "results.json").write_text(json.dumps(
-            {"recipe": recipe.name, "steps": max_steps, "tokens": state["tokens"], "world_size": world,
-             "global_batch": t.per_device_train_batch_size * ga * world, **final_metrics}, indent=2))
-    accelerator.end_training()
-    return TrainResult(out, export_dirs, max_steps, history, final_metrics)
+        push_folder(export_dirs[0], t.hub_model_id or run.recipe.name)
+    if acc.is_main_process:
+        world = acc.num_processes
+        (run.out / "results.json").write_text(json.dumps(
+            {"recipe": run.recipe.name, "steps": run.max_steps, "tokens": run.state["tokens"], "world_size": world,
+             "global_batch": t.per_device_train_batch_size * t.gradient_accumulation_steps * world,
+             **final_metrics}, indent=2))
+    acc.end_training()
+    return TrainResult(run.out, export_dirs, run.max_steps, run.history, final_metrics)
+
+
+def train(task, recipe: Recipe) -> TrainResult:
+    """Run the recipe's training for `task` end to end: data, model, loop, checkpoints, export."""
+    run = setup(task, recipe)
+    log = loop(run)
+    return finish(run, log)
 
 
 def export(accelerator, task, model, tokenizer, out_dir: Path) -> list[Path]:

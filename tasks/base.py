@@ -5,12 +5,14 @@ turns documents into examples, corrupts a batch (the collator), and returns its 
 as SUMS with the number of units each term averages over. The engine divides every term
 by its count over the whole global batch (all micro-batches, all ranks), so
 bs 32 x GA 1 and bs 8 x GA 4 give the same loss and the same gradients.
+
+Call order: Task(recipe) (checks the objective parameters) -> load_tokenizer -> setup(tokenizer)
+(everything collate needs) -> prepare (examples) -> build_model -> collate / loss per step ->
+export. A task reads the recipe and never writes it.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,8 +39,12 @@ class Task:
     tokenizer_kinds: ClassVar[tuple[str, ...]] = ("wordpiece", "bpe", "unigram")
 
     def __init__(self, recipe: Recipe):
+        # the recipe is read, never written: values a task derives (a length the checkpoint
+        # supports, ...) live on the task, so recipe.json records what the user asked for
         self.recipe = recipe
         self.params = validate_params(self.Params, recipe.objective, f"recipe '{recipe.name}', section 'objective'")
+        # the longest input the task builds; setup() may lower it (fine-tuning: the checkpoint's limit)
+        self.max_length: int = recipe.data.max_seq_length
 
     # --- data -------------------------------------------------------------------------
     def load_tokenizer(self):
@@ -46,6 +52,17 @@ class Task:
         from tasks.shared.tokenizer import load_or_build_tokenizer
 
         return load_or_build_tokenizer(self.recipe, self.tokenizer_kinds)
+
+    def setup(self, tokenizer) -> None:
+        """Called once by the engine after load_tokenizer and before prepare/build_model/collate;
+        sets everything collate() needs (the tokenizer, label maps, lengths, ...)."""
+        self.tokenizer = tokenizer
+
+    def setup_once(self, tokenizer) -> None:
+        """setup(tokenizer) unless it already ran with this tokenizer. A prepare() that depends on
+        setup calls this, so it also works when called directly (tests) without setup."""
+        if getattr(self, "tokenizer", None) is not tokenizer:
+            self.setup(tokenizer)
 
     def prepare(self, tokenizer) -> tuple[Any, Any]:
         """(train examples, eval examples): sequences of dicts the collator accepts."""
@@ -95,25 +112,21 @@ class Task:
         """Training FLOPs per token (6N + attention) for MFU; None when unknown."""
         from pipelines.flops import transformer_flops_per_token
 
-        return transformer_flops_per_token(model, self.recipe.data.max_seq_length)
+        return transformer_flops_per_token(model, self.max_length)
 
 
 def write_pretrained(model, tokenizer, out_dir: Path, recipe: Recipe | None = None, card: str | None = None,
                      state_dict: dict | None = None):
     """save_pretrained (safetensors) + tokenizer + model card, published atomically: a folder
     that exists under its final name is complete."""
-    out_dir = Path(out_dir)
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=state_dict)  # safetensors is the default
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp)
+    from pipelines.atomic import atomic_folder
     from pipelines.model_card import model_card
 
-    (tmp / "README.md").write_text(card or model_card(model, recipe), encoding="utf-8")
-    if out_dir.exists():
-        shutil.rmtree(out_dir)
-    os.replace(tmp, out_dir)
+    with atomic_folder(out_dir) as tmp:
+        model.save_pretrained(tmp, state_dict=state_dict)  # safetensors is the default
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        (tmp / "README.md").write_text(card or model_card(model, recipe), encoding="utf-8")
 
 
 _REGISTRY: dict[str, type[Task]] = {}

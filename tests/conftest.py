@@ -6,6 +6,7 @@ from pathlib import Path
 
 _TMP = Path(tempfile.mkdtemp(prefix="lmforge-tests-"))
 os.environ.setdefault("LMFORGE_HOME", str(Path.home() / ".cache" / "lmforge"))  # corpus is reusable
+os.environ["LMFORGE_PREPARED"] = str(_TMP / "prepared")  # shards of this test session only
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["HF_DATASETS_CACHE"] = str(_TMP / "datasets")

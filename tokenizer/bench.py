@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from pipelines.atomic import atomic_write_text
 from pipelines.data.default_corpus import default_corpus_path, lmforge_home, module_documents
 from tokenizer.build import family_spec, train_backend
 
@@ -44,10 +45,7 @@ def large_corpus(target_mb: float) -> Path:
             if doc:
                 parts.append(doc + "\n\n")
                 size += len(parts[-1].encode())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    tmp.write_text("".join(parts), encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, "".join(parts))
     return path
 
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
-import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -136,17 +134,6 @@ def save_checked(trained, spec: FamilySpec, folder: Path):
     raise RuntimeError(f"tokenizer reload differs even as {GENERIC_CLASS}: {diffs[:3]}")
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Move a finished folder into place; readers never see a half-written tokenizer."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.with_name(f".{out_dir.name}.old{os.getpid()}")
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def build_tokenizer(family: str, texts: Iterable[str], vocab_size: int, out_dir: Path | None = None,
                     model_max_length: int = 512):
     """Train the tokenizer for `family` on `texts` (strings, e.g. corpus lines); return it reloaded.
@@ -167,14 +154,10 @@ def build_tokenizer(family: str, texts: Iterable[str], vocab_size: int, out_dir:
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="lmforge-tok-") as tmp:
             return save_checked(trained, spec, Path(tmp))
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp", dir=out_dir.parent))
-    try:
+    from pipelines.atomic import atomic_folder
+
+    with atomic_folder(out_dir) as tmp:  # readers never see a half-written tokenizer
         save_checked(trained, spec, tmp)
-        _replace_dir(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(out_dir)  # name_or_path = the final folder, not the temp one

@@ -92,13 +92,12 @@ def iter_default_documents():
 
 def build_default_corpus(out_path: Path, min_sentences: int = 2) -> Path:
     """Write the default corpus (documents of >= min_sentences) atomically."""
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_suffix(out_path.suffix + f".tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
+    from pipelines.atomic import atomic_file
+
+    with atomic_file(out_path) as tmp, open(tmp, "w", encoding="utf-8") as f:  # readers never see half a corpus
         for sentences in iter_default_documents():
             if len(sentences) >= min_sentences:
                 f.write("\n".join(sentences) + "\n\n")
-    os.replace(tmp, out_path)  # readers never see a half-written corpus
     return out_path
 
 

@@ -1,51 +1,94 @@
-"""Tokenizing documents of sentences."""
+"""Documents of sentences -> token ids with sentence and word boundaries.
+
+Each document is tokenized as its RUNNING TEXT (sentences joined by one space), and the tokens
+are then assigned to sentences by their character offsets. Tokenizing sentence by sentence would
+drop the space before every sentence but the first for byte-level BPE (GPT-2, RoBERTa, BART:
+"...Black Sea .It is..."): the pretraining stream must be exactly what the same tokenizer produces
+on the text. Word starts come from the pre-tokenizer's word ids (WordPiece, byte-level BPE and
+Unigram alike), for whole-word / n-gram / span masking.
+
+The Rust tokenizer encodes a batch on all cores (tokenizers' own thread pool); the Python side
+is a few numpy calls per document.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+from contextlib import contextmanager
 
-def tokenize_documents(docs: list[list[str]], tokenizer, batch_size: int = 4096,
-                       word_ids: bool = False) -> list[list[list]]:
-    """Documents of sentences -> documents of token-id lists (no special tokens). One batched
-    call into the Rust tokenizer per chunk: ~1-2 s for the default corpus.
+import numpy as np
 
-    word_ids=True (word-level masking) makes every token a (token_id, word_id) pair instead. Word
-    ids come from the fast tokenizer's pre-tokenizer (encoding.word_ids(): WordPiece, byte-level BPE
-    and Unigram alike) and are numbered through the whole document (masking.concat_word_ids), so
-    neighbouring words differ in any slice of it. Pair builders and truncation only slice and
-    concatenate tokens, so the word ids travel with them; split_word_ids separates them again.
-    """
-    from tasks.shared.masking import concat_word_ids
+from pipelines.data.shards import EncodedDocuments
 
-    flat = [s for d in docs for s in d]
-    ids: list[list[int]] = []
-    words: list[list] = []
-    for i in range(0, len(flat), batch_size):
-        # verbose=False: long sentences are fine here (they are cut later), no length warning
-        enc = tokenizer(flat[i:i + batch_size], add_special_tokens=False, verbose=False)
-        ids.extend(enc["input_ids"])
-        if word_ids:
-            words.extend(enc.word_ids(j) for j in range(len(enc["input_ids"])))
-    out, k = [], 0
-    for d in docs:
-        keep = [j for j in range(k, k + len(d)) if ids[j]]
-        k += len(d)
-        if not keep:
+
+@contextmanager
+def tokenizer_threads():
+    """tokenizers' thread pool on for the duration (the Makefile and tests turn it off so forked
+    DataLoader workers do not warn); restored afterwards."""
+    old = os.environ.get("TOKENIZERS_PARALLELISM")
+    os.environ["TOKENIZERS_PARALLELISM"] = "true"
+    try:
+        yield
+    finally:
+        os.environ["TOKENIZERS_PARALLELISM"] = old if old is not None else "false"
+
+
+def encode_documents(tokenizer, documents: list[list[str]]) -> EncodedDocuments:
+    """Tokenize documents (lists of sentences) as running text; empty sentences and documents are
+    dropped. No special tokens: objectives add them from the tokenizer's template."""
+    texts, char_starts = [], []
+    for doc in documents:
+        starts = np.cumsum([0] + [len(s) + 1 for s in doc[:-1]])
+        texts.append(" ".join(doc))
+        char_starts.append(starts)
+    encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    tokens, words, sentence_lengths, document_sizes = [], [], [], []
+    for enc, starts in zip(encodings, char_starts):
+        ids = np.asarray(enc.ids, dtype=np.int64)
+        if not len(ids):
             continue
-        if not word_ids:
-            out.append([ids[j] for j in keep])
-            continue
-        numbered, pos, sents = concat_word_ids([words[j] for j in keep]), 0, []
-        for j in keep:
-            sents.append(list(zip(ids[j], numbered[pos:pos + len(ids[j])])))
-            pos += len(ids[j])
-        out.append(sents)
+        token_starts = np.fromiter((o[0] for o in enc.offsets), dtype=np.int64, count=len(ids))
+        # a token belongs to the sentence whose start (or the space before it) it is at or after
+        bounds = np.searchsorted(token_starts, np.maximum(starts[1:] - 1, 0), side="left")
+        lengths = np.diff(np.concatenate([[0], bounds, [len(ids)]]))
+        lengths = lengths[lengths > 0]
+        word_ids = np.fromiter((-1 if w is None else w for w in enc.word_ids), dtype=np.int64, count=len(ids))
+        starts_word = np.ones(len(ids), np.uint8)
+        starts_word[1:] = (word_ids[1:] != word_ids[:-1]) | (word_ids[1:] < 0)
+        tokens.append(ids)
+        words.append(starts_word)
+        sentence_lengths.append(lengths)
+        document_sizes.append(len(lengths))
+    if not tokens:
+        return EncodedDocuments(np.zeros(0, np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int64),
+                                np.zeros(0, np.int64))
+    return EncodedDocuments(np.concatenate(tokens), np.concatenate(words), np.concatenate(sentence_lengths),
+                            np.asarray(document_sizes, np.int64))
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of everything that decides the ids: the serialized tokenizer pipeline and vocabulary."""
+    state = tokenizer.backend_tokenizer.to_str()
+    specials = json.dumps(tokenizer.special_tokens_map, sort_keys=True, default=str)
+    return hashlib.sha256((state + specials).encode()).hexdigest()[:16]
+
+
+def tokenize_documents(docs: list[list[str]], tokenizer, word_ids: bool = False) -> list[list[list]]:
+    """In-memory form for small inputs and tests: documents of sentences of token ids, or of
+    (token id, word id) pairs with word ids numbered through the document."""
+    enc = encode_documents(tokenizer, docs)
+    out, t, s = [], 0, 0
+    for size in enc.document_sizes:
+        lengths = enc.sentence_lengths[s:s + size]
+        n = int(lengths.sum())
+        ids = enc.tokens[t:t + n].tolist()
+        words = (np.cumsum(enc.word_starts[t:t + n]) - 1).tolist()
+        doc, k = [], 0
+        for length in lengths.tolist():
+            doc.append(list(zip(ids[k:k + length], words[k:k + length])) if word_ids else ids[k:k + length])
+            k += length
+        out.append(doc)
+        t, s = t + n, s + size
     return out
-
-
-def documents_for(recipe, tokenizer, word_ids: bool = False):
-    """(train, eval) documents of token ids (or (id, word id) pairs): whole documents held out for evaluation."""
-    from pipelines.data.sources import load_documents, split_documents
-
-    docs = load_documents(recipe.data)
-    train, held = split_documents(docs, recipe.data.validation_fraction, recipe.training.seed)
-    return tuple(tokenize_documents(part, tokenizer, word_ids=word_ids) for part in (train, held))

@@ -12,8 +12,10 @@ from dataclasses import dataclass
 
 import torch
 
+from pipelines.config import check_range
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register
+from tasks.finetuning.common import fit_max_length, gather
 from tasks.shared.batching import pad_stack
 
 
@@ -24,6 +26,10 @@ class GlueParams:
     max_train_examples: int | None = None  # cap for quick runs
     max_eval_examples: int | None = None
     random_init: bool = False  # same architecture, fresh weights: the baseline pretraining must beat
+
+    def check(self, where: str) -> None:
+        for name in ("max_train_examples", "max_eval_examples"):
+            check_range(where, name, getattr(self, name), lo=1)
 
 
 def load_glue_splits(p: GlueParams, seed: int):
@@ -41,37 +47,6 @@ def load_glue_splits(p: GlueParams, seed: int):
             rows = rows.select(range(min(p.max_eval_examples, len(rows))))
         evals.append((split_id, rows))
     return train, evals
-
-
-def fit_max_length(recipe, tokenizer) -> int:
-    """Clamp recipe.data.max_seq_length to what the checkpoint can embed (its position table,
-    the tokenizer's model_max_length), as transformers' run_glue.py does: a recipe default of
-    128 must not index past a tiny model's 64 positions. Relative-position models (T5) have no
-    table; only the tokenizer limits them."""
-    import logging
-
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(recipe.model.name_or_path)
-    except (OSError, ValueError) as exc:
-        raise LmforgeError(f"--model {recipe.model.name_or_path}: cannot read its config: "
-                           f"{' '.join(str(exc).split())[:200]}") from None
-    limits = [getattr(config, k) for k in ("max_position_embeddings", "n_positions") if getattr(config, k, None)]
-    limits += [tokenizer.model_max_length] if tokenizer.model_max_length else []
-    wanted = recipe.data.max_seq_length
-    if limits and min(limits) < wanted:
-        recipe.data.max_seq_length = int(min(limits))
-        logging.getLogger(__name__).warning("data.max_seq_length %d exceeds what %s supports; using %d", wanted,
-                                            recipe.model.name_or_path, recipe.data.max_seq_length)
-    return recipe.data.max_seq_length
-
-
-def gather(objects: list) -> list:
-    """All ranks' lists, concatenated (a no-op in one process)."""
-    from accelerate.utils import gather_object
-
-    return gather_object(objects)
 
 
 @register("glue")
@@ -92,16 +67,19 @@ class GlueClassification(Task):
             tok.pad_token = tok.eos_token
         return tok
 
+    def setup(self, tokenizer):
+        super().setup(tokenizer)
+        self.max_length = fit_max_length(self.recipe, tokenizer)
+
     def _encode(self, rows, split_id: int) -> list[dict]:
         cols = [rows[c] for c in self.spec.text_columns]
-        enc = self.tokenizer(*cols, truncation=True, max_length=self.recipe.data.max_seq_length)
+        enc = self.tokenizer(*cols, truncation=True, max_length=self.max_length)
         keys = [k for k in ("input_ids", "token_type_ids") if k in enc]
         return [{**{k: enc[k][i] for k in keys}, "label": rows["label"][i], "split": split_id}
                 for i in range(len(rows["label"]))]
 
     def prepare(self, tokenizer):
-        self.tokenizer = tokenizer
-        fit_max_length(self.recipe, tokenizer)
+        self.setup_once(tokenizer)
         train, evals = load_glue_splits(self.params, self.recipe.training.seed)
         return self._encode(train[:], 0), [e for split_id, rows in evals for e in self._encode(rows[:], split_id)]
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 import csv
 import math
 import os
-import socket
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlparse
 
 from pipelines.errors import LmforgeError
+from tasks.finetuning.common import hub_unreachable
 
 HUB_DATASET = "nyu-mll/glue"
 # MultiNLI marks pairs without annotator consensus with "-"; its README says to drop them.
@@ -231,7 +230,7 @@ def load_glue_hub(task: str, split: str = "train", cache_dir: str | None = None)
     """nyu-mll/glue (parquet) mapped to (sentence1, [sentence2], label, idx); fails fast offline."""
     split_file(task, split)  # validates the task and split names before any network access
     hint = "pass GLUE_DIR=<folder with the GLUE TSVs (CoLA/, SST-2/, ...)> to read local files"
-    unreachable = _hub_unreachable()
+    unreachable = hub_unreachable()
     if unreachable:
         raise LmforgeError(f"cannot load {HUB_DATASET} '{task}': {unreachable}; {hint} "
                            "(or set HF_HUB_OFFLINE=1 to use a cached copy)")
@@ -254,24 +253,6 @@ def from_hub_columns(task: str, ds):
     ds = ds.rename_columns(dict(zip(spec.hub_columns, spec.text_columns)))
     ds = ds.select_columns(list(spec.text_columns) + ["label", "idx"])
     return ds.cast(_features(spec))
-
-
-def _hub_unreachable() -> str | None:
-    """Why the Hub cannot be reached, or None. Without this, huggingface_hub retries a dead network
-    for ~25 s (5 backoffs) per file before load_dataset gives up."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return None  # offline mode only reads the local cache and fails within a second
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None  # a proxy decides what is reachable; a direct probe would be wrong
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as e:
-        return f"{host}:{port} is unreachable ({e})"
-    return None
 
 
 def load_glue(task: str, split: str = "train", glue_dir: str | Path | None = None):

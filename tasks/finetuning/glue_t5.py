@@ -20,18 +20,32 @@ from dataclasses import dataclass
 
 import torch
 
+from pipelines.config import check_range
 from tasks.base import register
-from tasks.finetuning.glue import GlueParams, fit_max_length, gather, load_glue_splits, split_metrics
+from tasks.finetuning.common import gather
+from tasks.finetuning.glue import GlueParams, load_glue_splits, split_metrics
 from tasks.finetuning.text_to_text import TextToTextFinetune
 
 # Slack for max_new_tokens beyond the longest label target: output that runs on past a label
 # is kept visible (and unparsable) instead of being cut back to a valid label.
 _EXTRA_TOKENS = 2
+# Checkpoint families fine-tuned on GLUE as text-to-text (their LM head writes the label word);
+# every other family gets a classification head (recipe "glue").
+TEXT_TO_TEXT_MODEL_TYPES = ("t5",)
+
+
+def glue_recipe_for(model_type: str) -> str:
+    """The GLUE fine-tuning recipe that suits a checkpoint of `model_type`."""
+    return "glue-t5" if model_type in TEXT_TO_TEXT_MODEL_TYPES else "glue"
 
 
 @dataclass
 class GlueT5Params(GlueParams):
     max_new_tokens: int | None = None  # None: the longest label target + 2 tokens
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        check_range(where, "max_new_tokens", self.max_new_tokens, lo=1)
 
 
 @register("glue-t5")
@@ -51,14 +65,17 @@ class GlueTextToText(TextToTextFinetune):
             return [t5_target(self.spec.name, i / 5) for i in range(26)]  # 0.0, 0.2, ..., 5.0
         return [t5_target(self.spec.name, i) for i in range(self.spec.num_labels)]
 
-    def prepare(self, tokenizer):
-        from tasks.finetuning.glue_data import t5_input, t5_target
-
-        self.tokenizer, name = tokenizer, self.spec.name
-        fit_max_length(self.recipe, tokenizer)
+    def setup(self, tokenizer):
+        super().setup(tokenizer)
         words = tokenizer(text_target=self.label_words())["input_ids"]
         self.max_target_length = max(len(w) for w in words)
         self.max_new_tokens = self.params.max_new_tokens or self.max_target_length + _EXTRA_TOKENS
+
+    def prepare(self, tokenizer):
+        from tasks.finetuning.glue_data import t5_input, t5_target
+
+        self.setup_once(tokenizer)
+        name = self.spec.name
         train, evals = load_glue_splits(self.params, self.recipe.training.seed)
         # STS-B's fallback for unparsable output; the label column is float there
         self.mean_label = float(sum(train["label"]) / len(train)) if self.spec.is_regression else None

@@ -1,10 +1,11 @@
 """Summarization and translation fine-tuning of an encoder-decoder checkpoint (T5, BART).
 
 Data: objective.dataset is a local .jsonl/.json/.csv/.tsv/.parquet file or a Hub dataset name
-(tasks/seq2seq_data.py picks the columns). Evaluation uses objective.eval_dataset (a local file),
+(the data side below picks the columns). Evaluation uses objective.eval_dataset (a local file),
 else the Hub dataset's eval_split, else a seeded held-out share (data.validation_fraction) of a
 local file. The source is cut to data.max_seq_length tokens (run_summarization.py's
-max_source_length), the target to objective.max_target_length.
+max_source_length; lowered to the checkpoint's position table), the target to
+objective.max_target_length.
 
 T5 checkpoints get the source prefix "summarize: " unless objective.source_prefix says otherwise
 (the released T5 models learned their tasks by prefix; translation needs e.g.
@@ -32,9 +33,10 @@ from pathlib import Path
 
 import torch
 
+from pipelines.config import check_range
 from pipelines.errors import LmforgeError
 from tasks.base import register
-from tasks.finetuning.glue import fit_max_length, gather
+from tasks.finetuning.common import gather, hub_unreachable
 from tasks.finetuning.text_to_text import TextToTextFinetune
 
 SOURCE_COLUMNS = ("document", "article", "text", "source", "input")
@@ -78,9 +80,7 @@ def load_local(path: str):
 
 def load_hub(name: str, config: str | None, split: str):
     """One split of a Hub dataset; fails within seconds when the Hub is unreachable."""
-    from tasks.finetuning.glue_data import _hub_unreachable  # the same fast probe GLUE uses (no 25 s of retries)
-
-    unreachable = _hub_unreachable()
+    unreachable = hub_unreachable()  # the same fast probe GLUE uses (no 25 s of retries)
     if unreachable:
         raise LmforgeError(f"dataset '{name}': cannot reach the Hub ({unreachable}); pass a local "
                            ".jsonl/.csv file as --data (DATA=...)")
@@ -146,6 +146,11 @@ class Seq2SeqParams:
     max_new_tokens: int | None = None  # None: max_target_length
     no_repeat_ngram_size: int = 0  # BART on CNN/DM: 3
 
+    def check(self, where: str) -> None:
+        for name in ("max_target_length", "max_train_examples", "max_eval_examples", "num_beams", "max_new_tokens"):
+            check_range(where, name, getattr(self, name), lo=1)
+        check_range(where, "no_repeat_ngram_size", self.no_repeat_ngram_size, lo=0)
+
 
 def sentence_lines(text: str) -> str:
     return "\n".join(_SENTENCE_END.split(text.strip()))
@@ -157,8 +162,6 @@ class Seq2SeqFinetune(TextToTextFinetune):
 
     def __init__(self, recipe):
         super().__init__(recipe)
-        from tasks.finetuning.summarization import is_local
-
         p = self.params
         if not p.dataset:
             raise LmforgeError(f"recipe '{recipe.name}': objective.dataset is not set (--data <file.jsonl|.csv or "
@@ -176,8 +179,6 @@ class Seq2SeqFinetune(TextToTextFinetune):
 
     def load_pairs(self) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
         """(train pairs, eval pairs) of (source, target) texts."""
-        from tasks.finetuning.summarization import is_local, load_hub, load_local, text_pairs
-
         p, seed = self.params, self.recipe.training.seed
         columns = dict(source_column=p.source_column, target_column=p.target_column, source_lang=p.source_lang,
                        target_lang=p.target_lang)
@@ -201,8 +202,7 @@ class Seq2SeqFinetune(TextToTextFinetune):
         return train, held[: p.max_eval_examples or None]
 
     def prepare(self, tokenizer):
-        self.tokenizer = tokenizer
-        fit_max_length(self.recipe, tokenizer)
+        self.setup_once(tokenizer)
         train, held = self.load_pairs()
         self.references = [t for _, t in held]
         train_data = self.encode([self.prefix + s for s, _ in train], [t for _, t in train])

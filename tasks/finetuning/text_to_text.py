@@ -1,10 +1,11 @@
 """Fine-tuning an encoder-decoder checkpoint (T5, BART) on (source text, target text) pairs.
 
-What T5-style GLUE (tasks/glue_t5.py) and summarization / translation (tasks/seq2seq.py) share:
-the checkpoint is required, sources and targets are tokenized with the checkpoint's tokenizer
-(its template adds </s>, and <s> for BART), the loss is the cross-entropy SUMMED over target
-tokens (Seq2SeqPretraining: the engine divides by the target tokens of the global batch), and
-evaluation generates text from the (possibly DDP/DeepSpeed-wrapped) model.
+What T5-style GLUE (tasks/finetuning/glue_t5.py) and summarization / translation
+(tasks/finetuning/summarization.py) share: the checkpoint is required, sources and targets are
+tokenized with the checkpoint's tokenizer (its template adds </s>, and <s> for BART), the collator
+adds decoder_input_ids (the labels shifted right behind the checkpoint's decoder start token), the
+loss is the cross-entropy SUMMED over target tokens (the engine divides by the target tokens of
+the global batch), and evaluation generates text from the (possibly DDP/DeepSpeed-wrapped) model.
 """
 
 from __future__ import annotations
@@ -12,14 +13,18 @@ from __future__ import annotations
 import torch
 
 from pipelines.errors import LmforgeError
+from tasks.base import Task
+from tasks.finetuning.common import checkpoint_config, fit_max_length
 from tasks.shared.batching import pad_stack
-from tasks.shared.encoder_decoder import Seq2SeqPretraining
+from tasks.shared.encoder_decoder import add_decoder_inputs, seq2seq_loss_sum, seq2seq_special_ids, target_token_count
 
 _TOKEN_KEYS = ("input_ids", "labels")
+_T5_TYPES = ("t5", "mt5", "umt5")
 
 
-class TextToTextFinetune(Seq2SeqPretraining):
-    """Base of the seq2seq fine-tuning tasks; subclasses implement prepare() and eval_metrics()."""
+class TextToTextFinetune(Task):
+    """Base of the seq2seq fine-tuning tasks; subclasses implement prepare() and eval_metrics() and
+    set self.max_target_length (in __init__ or setup) before encode() runs."""
 
     loss_weights = {"loss": 1.0}
     tokenizer_kinds = ("unigram", "bpe", "wordpiece")  # whatever the checkpoint ships with
@@ -30,20 +35,19 @@ class TextToTextFinetune(Seq2SeqPretraining):
         if not path:
             raise LmforgeError(f"recipe '{recipe.name}': task '{self.name}' fine-tunes a checkpoint; "
                                "set model.name_or_path (--model)")
-        from transformers import AutoConfig
-
-        try:
-            self.config = AutoConfig.from_pretrained(path)
-        except (OSError, ValueError) as exc:
-            raise LmforgeError(f"--model {path}: cannot read its config: {' '.join(str(exc).split())[:200]}") from None
+        self.config = checkpoint_config(path)
         if not self.config.is_encoder_decoder:
             raise LmforgeError(f"--model {path}: model_type '{self.config.model_type}' is not an encoder-decoder; "
                                f"task '{self.name}' needs a T5 or BART checkpoint")
         t = recipe.training
-        if self.config.model_type in ("t5", "mt5", "umt5") and t.mixed_precision == "fp16" and not t.allow_fp16:
-            # the same overflow as in T5 pretraining (tasks/span_corruption_task.py): fp16 turns T5's loss NaN
+        if self.config.model_type in _T5_TYPES and t.mixed_precision == "fp16" and not t.allow_fp16:
+            # the same overflow as in T5 pretraining (tasks/objectives/t5_span_corruption.py): fp16 turns T5's loss NaN
             raise LmforgeError(f"recipe '{recipe.name}', training.mixed_precision: fp16 is refused for T5 (its "
                                "activations overflow fp16); use bf16, or set training.allow_fp16=true")
+
+    def setup(self, tokenizer):
+        super().setup(tokenizer)
+        self.max_length = fit_max_length(self.recipe, tokenizer, self.config)
 
     def decoder_start_id(self, tokenizer) -> int:
         """The checkpoint's own start token (T5: <pad>, BART: </s>); <pad> if it names none."""
@@ -58,10 +62,11 @@ class TextToTextFinetune(Seq2SeqPretraining):
         return wanted if not limit else min(wanted, limit - start)
 
     def encode(self, sources: list[str], targets: list[str], **columns) -> list[dict]:
-        """Examples {input_ids, labels, **columns}: sources cut to data.max_seq_length, targets to
-        self.max_target_length (the tokenizer's template keeps the final </s> when it cuts)."""
+        """Examples {input_ids, labels, **columns}: sources cut to self.max_length (data.max_seq_length
+        within the checkpoint's limit), targets to self.max_target_length (the tokenizer's template
+        keeps the final </s> when it cuts)."""
         tok = self.tokenizer
-        src = tok(sources, truncation=True, max_length=self.recipe.data.max_seq_length)["input_ids"]
+        src = tok(sources, truncation=True, max_length=self.max_length)["input_ids"]
         tgt = tok(text_target=targets, truncation=True,
                   max_length=self.decoder_length(self.max_target_length))["input_ids"]
         return [{"input_ids": s, "labels": t, **{k: v[i] for k, v in columns.items()}}
@@ -75,10 +80,29 @@ class TextToTextFinetune(Seq2SeqPretraining):
                  "labels": pad_stack([e["labels"] for e in examples], -100)}
         # per-example bookkeeping for eval_metrics (split id, gold label, reference index)
         batch.update({k: torch.tensor([e[k] for e in examples]) for k in examples[0] if k not in _TOKEN_KEYS})
-        return self.with_decoder_inputs(batch)
+        return add_decoder_inputs(batch, self.tokenizer, self.decoder_start_id(self.tokenizer))
 
     def build_model(self, tokenizer):
-        return self.build_seq2seq(tokenizer)
+        """The checkpoint's AutoModelForSeq2SeqLM; generate() gets the tokenizer's special ids."""
+        from transformers import AutoModelForSeq2SeqLM
+
+        from tasks.shared.modeling import check_vocab
+
+        path = self.recipe.model.name_or_path
+        try:
+            model = AutoModelForSeq2SeqLM.from_pretrained(path)
+        except (OSError, ValueError) as exc:
+            raise LmforgeError(f"model.name_or_path: cannot load '{path}' as AutoModelForSeq2SeqLM: "
+                               f"{' '.join(str(exc).split())[:200]}") from None
+        check_vocab(model, tokenizer, f"recipe '{self.recipe.name}'")
+        model.generation_config.update(**seq2seq_special_ids(tokenizer, self.decoder_start_id(tokenizer)))
+        return model
+
+    def loss_counts(self, batch):
+        return {"loss": target_token_count(batch)}
+
+    def loss(self, model, batch):
+        return {"loss": seq2seq_loss_sum(model, batch)}
 
     @torch.no_grad()
     def generate(self, model, batch: dict, **generation) -> tuple[list[str], list[int]]:

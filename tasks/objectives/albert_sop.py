@@ -6,24 +6,73 @@ What makes ALBERT ALBERT lives in three places:
   to the hidden size) and cross-layer sharing (num_hidden_groups 1: one layer's weights, used
   num_hidden_layers times);
 - the objective (here): SOP instead of NSP. Both segments come from ONE document, consecutive,
-  and half of the pairs are swapped (tasks/pairs.py sop_pairs), so topic cues cannot solve it;
-  MLM targets are chosen as n-grams of whole words, n <= 3 with p(n) proportional to 1/n (§4.1),
-  which needs per-token word ids (tokenize_documents(word_ids=True));
+  and half of the pairs are swapped (sop_ranges below), so topic cues cannot solve it; MLM targets
+  are chosen as n-grams of whole words, n <= 3 with p(n) proportional to 1/n (§4.1,
+  tasks/shared/masking.py), from the word starts stored with the shards;
 - the tokenizer: a SentencePiece Unigram vocabulary of 30k (tokenizer/unigram.py).
 Input: [CLS] A [SEP] B [SEP], token_type_ids 0 / 1. sentence_order_label: 0 = A then B is the
-document's order, 1 = swapped (AlbertForPreTraining's convention; pairs.py flags True = swapped).
+document's order, 1 = swapped (AlbertForPreTraining's convention; the pair flag True = swapped).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
+
 from tasks.base import register
-from tasks.objectives.bert_mlm_nsp import MlmNspParams, PairTask
+from tasks.shared.sentence_pairs import (
+    DocumentBounds,
+    Pair,
+    PairParams,
+    PairTask,
+    chunks,
+    pairs_from_lists,
+    target_length,
+    truncate_range_pair,
+)
+
+
+def sop_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
+               short_seq_prob: float = 0.1) -> list[Pair]:
+    """ALBERT SOP pairs (a_start, a_end, b_start, b_end, is_swapped) with len(a) + len(b) <= max_tokens:
+    two consecutive segments of one document, swapped with probability 1/2.
+
+    The pair is truncated before the coin flip, so a swapped pair is exactly an in-order pair
+    reversed and only the order tells them apart. ALBERT's code turns a one-sentence chunk into a
+    random-document pair (an NSP negative); here it is skipped, since SOP pairs must come from
+    one document.
+    """
+    pairs: list[Pair] = []
+    for d in range(len(docs)):
+        bounds = docs[d]
+        target = target_length(max_tokens, short_seq_prob, rng)
+
+        def emit(start, end, bounds=bounds):
+            if end - start >= 2:
+                a_end = start + int(rng.integers(1, end - start))
+                a, b = truncate_range_pair((int(bounds[start]), int(bounds[a_end])),
+                                           (int(bounds[a_end]), int(bounds[end])), max_tokens, rng)
+                swapped = bool(rng.random() < 0.5)
+                pairs.append((*b, *a, True) if swapped else (*a, *b, False))
+            return end
+
+        chunks(bounds, target, emit)
+    return pairs
+
+
+def sop_pairs(documents, max_tokens: int, generator, short_seq_prob: float = 0.1):
+    """sop_ranges on in-memory documents of sentences of ids: (tokens_a, tokens_b, is_swapped)."""
+    from pipelines.data.shards import ShardSet
+    from tasks.shared.sentence_pairs import check_documents
+
+    store = ShardSet.in_memory(documents)
+    check_documents(store, np.arange(store.n_documents), max_tokens, "SOP")
+    return pairs_from_lists(sop_ranges, documents, max_tokens, generator, short_seq_prob=short_seq_prob)
 
 
 @dataclass
-class AlbertParams(MlmNspParams):
+class AlbertParams(PairParams):
     masking: str = "ngram"  # ALBERT's n-gram masking (max n = 3); token | whole_word | span also work
 
 
@@ -34,7 +83,5 @@ class AlbertMlmSop(PairTask):
     pair_term = "sop"
     loss_weights = {"mlm": 1.0, "sop": 1.0}
 
-    def pair_fn(self):
-        from tasks.shared.sentence_pairs import sop_pairs
-
-        return sop_pairs
+    def pair_builder(self):
+        return sop_ranges

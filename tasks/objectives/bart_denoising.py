@@ -1,7 +1,7 @@
 """BART denoising pretraining (Lewis et al. 2019) on AutoModelForSeq2SeqLM (BartForConditionalGeneration).
 
 Examples are runs of whole sentences of one document, at most data.max_seq_length - 2 tokens
-(tasks.shared.packing.pack_sentences, fairseq's complete_doc). The collator corrupts them afresh per
+(pipelines.data.packing.pack_sentences, fairseq's complete_doc). The collator corrupts them afresh per
 batch (tasks/denoising.py: text infilling 30 % with Poisson(3) spans and full sentence
 permutation, the final BART setting; token deletion and document rotation off by default) and
 the decoder reconstructs the original <s> text </s>.
@@ -14,7 +14,7 @@ generate() forces <s> as the first token and </s> at the maximum length.
 BART denoising, the data side (Lewis et al. 2019, sec. 2.2; fairseq data/denoising_dataset.py).
 
 An example is a list of sentences of token ids (no special tokens), consecutive sentences of one
-document (tasks.shared.packing.pack_sentences makes them). The decoder target is the original text,
+document (pipelines.data.packing.pack_sentences makes them). The decoder target is the original text,
 <s> sentences </s>; the encoder input is the same text corrupted, in fairseq's order:
 
 1. sentence permutation: ceil(n_sentences * ratio) sentences shuffled among their own places
@@ -48,7 +48,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from pipelines.data.tokenize import documents_for
 from pipelines.errors import LmforgeError
 from tasks.base import register
 from tasks.shared.batching import pad_stack
@@ -230,17 +229,28 @@ class BartDenoising(Seq2SeqPretraining):
     def decoder_start_id(self, tokenizer) -> int:
         return tokenizer.eos_token_id
 
-    def prepare(self, tokenizer):
-        from tasks.shared.packing import pack_sentences
-
+    def setup(self, tokenizer):
         missing = [n for n in ("bos_token", "eos_token", "pad_token", "mask_token") if getattr(tokenizer, n) is None]
         if missing:
             raise LmforgeError(f"recipe '{self.recipe.name}': task 'bart-denoising' needs a tokenizer with "
                                f"{', '.join(missing)}")
         self.tokenizer = tokenizer
+
+    def prepare(self, tokenizer):
+        from pipelines.data.examples import ExampleView, cached_index
+        from pipelines.data.packing import SentenceRuns, build_sentence_runs
+        from pipelines.data.prepare import prepared_split
+
+        self.setup(tokenizer)
         width = self.recipe.data.max_seq_length - 2  # room for <s> ... </s>
-        train, held = documents_for(self.recipe, tokenizer)
-        return pack_sentences(train, width), pack_sentences(held, width)
+        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
+        views = []
+        for ids in (train_ids, eval_ids):
+            index = cached_index(store, "sentence-runs", {"docs": ids, "max_tokens": width},
+                                 lambda ids=ids: build_sentence_runs(store, ids, width))
+            runs = SentenceRuns(store, ids, width, index)
+            views.append(ExampleView(len(runs), lambda i, r=runs: [s.tolist() for s in r.read(i)]))
+        return views[0], views[1]
 
     def collate(self, examples, generator):
         from tasks.objectives.bart_denoising import bart_denoising_batch

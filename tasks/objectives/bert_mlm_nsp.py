@@ -2,98 +2,85 @@
 
 Pairs are built once per corpus pass as in BERT's create_pretraining_data.py (segment A from a
 document, B its true continuation or, half the time, text from another document; dupe_factor
-passes with different pairings); masking stays dynamic, fresh for every batch.
+passes with different pairings) and kept as a cached index of token ranges into the prepared
+shards (tasks/shared/sentence_pairs.py); masking stays dynamic, fresh for every batch
+(tasks/shared/masking.py: 15 %, 80/10/10).
 Input: [CLS] A [SEP] B [SEP], token_type_ids 0 for A and its [SEP], 1 for B and the final [SEP].
 next_sentence_label: 0 = B continues A, 1 = B is random (transformers' convention).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
-import torch
 
-from pipelines.data.tokenize import documents_for
-from tasks.base import Task, register
-from tasks.shared.batching import pad_stack
-from tasks.shared.masking import MaskingMixin, MlmParams, masked_accuracy
-from tasks.shared.modeling import init_model
-from tasks.shared.template import template_example
-
-
-@dataclass
-class MlmNspParams(MlmParams):
-    short_seq_prob: float = 0.1  # BERT: 10 % of pairs use a shorter random target length
-
-
-def pair_examples(documents, tokenizer, max_seq_length: int, passes: int, seed: int, pair_fn, **kw) -> list[dict]:
-    """[CLS] A [SEP] B [SEP] examples with token_type_ids and the pair label, `passes` times over
-    (and word_ids when the documents' tokens are (id, word id) pairs: pair_fn only slices them)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for _ in range(passes):
-        for a, b, label in pair_fn(documents, max_seq_length - 3, rng, **kw):
-            out.append({**template_example(tokenizer, a, b), "pair_label": int(label)})
-    return out
+from pipelines.errors import LmforgeError
+from tasks.base import register
+from tasks.shared.sentence_pairs import (
+    DocumentBounds,
+    Pair,
+    PairTask,
+    chunks,
+    pairs_from_lists,
+    target_length,
+    truncate_range_pair,
+)
 
 
-class PairTask(MaskingMixin, Task):
-    """MLM plus a sentence-pair classification head (NSP here, SOP for ALBERT)."""
+def random_segment(docs: DocumentBounds, avoid: int, target: int, rng: np.random.Generator) -> tuple[int, int]:
+    """Sentences from a random position of a random OTHER document, up to `target` tokens.
+    (BERT retries 10 times to avoid the current document and may still return it.)"""
+    other = int(rng.integers(len(docs) - 1))
+    other += other >= avoid
+    bounds = docs[other]
+    start = int(rng.integers(len(bounds) - 1))
+    end = start + 1
+    while end < len(bounds) - 1 and bounds[end] - bounds[start] < target:
+        end += 1
+    return int(bounds[start]), int(bounds[end])
 
-    Params = MlmNspParams
-    pair_term = "nsp"  # the name of the pair loss in logs: nsp | sop
 
-    def pair_fn(self):
-        raise NotImplementedError
+def nsp_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
+               short_seq_prob: float = 0.1) -> list[Pair]:
+    """BERT NSP pairs (a_start, a_end, b_start, b_end, is_random_next) with len(a) + len(b) <=
+    max_tokens (pass max_seq_length - 3 for [CLS] A [SEP] B [SEP]). B is the true continuation with
+    probability 1/2, else a span of another document; in document order, shuffled by the sampler."""
+    if len(docs) < 2:
+        raise LmforgeError("NSP needs at least 2 documents (random-next segments come from another document)")
+    pairs: list[Pair] = []
+    for d in range(len(docs)):
+        bounds = docs[d]
+        if len(bounds) < 3:  # one sentence: could only make random-next pairs; still a source of random Bs
+            continue
+        target = target_length(max_tokens, short_seq_prob, rng)
 
-    def prepare(self, tokenizer):
-        self.tokenizer = tokenizer
-        d, t = self.recipe.data, self.recipe.training
-        train_docs, eval_docs = documents_for(self.recipe, tokenizer, word_ids=self.needs_word_ids)
-        kw = {"short_seq_prob": self.params.short_seq_prob}
-        train = pair_examples(train_docs, tokenizer, d.max_seq_length, d.dupe_factor, t.seed, self.pair_fn(), **kw)
-        held = pair_examples(eval_docs, tokenizer, d.max_seq_length, 1, t.seed + 1, self.pair_fn(), **kw) \
-            if len(eval_docs) > 1 else []
-        return train, held
+        def emit(start, end, bounds=bounds, d=d, target=target):
+            n = end - start
+            a_end = int(rng.integers(1, n)) if n >= 2 else 1
+            a = (int(bounds[start]), int(bounds[start + a_end]))
+            is_random = n == 1 or rng.random() < 0.5
+            if is_random:
+                b = random_segment(docs, d, target - (a[1] - a[0]), rng)
+                end = start + a_end  # the unused sentences start the next chunk, as in BERT,
+                if end == len(bounds) - 2:  # unless only a lone last sentence would be left
+                    end = len(bounds) - 1
+            else:
+                b = (a[1], int(bounds[end]))
+            a, b = truncate_range_pair(a, b, max_tokens, rng)
+            pairs.append((*a, *b, is_random))
+            return end
 
-    def collate(self, examples, generator):
-        pad = self.tokenizer.pad_token_id
-        input_ids = pad_stack([e["input_ids"] for e in examples], pad)
-        corrupted, labels = self.masked(input_ids, examples, generator)
-        return {"input_ids": corrupted, "attention_mask": (input_ids != pad).long(),
-                "token_type_ids": pad_stack([e["token_type_ids"] for e in examples], 0),
-                "labels": labels, "pair_label": torch.tensor([e["pair_label"] for e in examples])}
+        chunks(bounds, target, emit)
+    return pairs
 
-    def build_model(self, tokenizer):
-        from transformers import AutoModelForPreTraining
 
-        self.tokenizer = tokenizer
-        return init_model(AutoModelForPreTraining, self.recipe, tokenizer, type_vocab_size=2)
+def nsp_pairs(documents, max_tokens: int, generator, short_seq_prob: float = 0.1):
+    """nsp_ranges on in-memory documents of sentences of ids: (tokens_a, tokens_b, is_random_next)."""
+    from pipelines.data.shards import ShardSet
+    from tasks.shared.sentence_pairs import check_documents
 
-    def loss_counts(self, batch):
-        return {"mlm": (batch["labels"] != -100).sum(), self.pair_term: torch.tensor(batch["pair_label"].numel())}
-
-    def loss(self, model, batch):
-        from tasks.shared.losses import token_ce_sum
-
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    token_type_ids=batch["token_type_ids"])
-        pair_logits = out.seq_relationship_logits if hasattr(out, "seq_relationship_logits") else out.sop_logits
-        return {"mlm": token_ce_sum(out.prediction_logits, batch["labels"]),
-                self.pair_term: token_ce_sum(pair_logits, batch["pair_label"])}
-
-    @torch.no_grad()
-    def eval_metrics(self, model, batches):
-        right = total = 0
-        for b in batches:
-            out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                        token_type_ids=b["token_type_ids"])
-            logits = out.seq_relationship_logits if hasattr(out, "seq_relationship_logits") else out.sop_logits
-            right += int((logits.argmax(-1) == b["pair_label"]).sum())
-            total += b["pair_label"].numel()
-        return {"mlm_accuracy": masked_accuracy(model, batches, "prediction_logits"),
-                f"{self.pair_term}_accuracy": right / max(total, 1)}
+    store = ShardSet.in_memory(documents)
+    check_documents(store, np.arange(store.n_documents), max_tokens, "NSP")
+    return pairs_from_lists(nsp_ranges, documents, max_tokens, generator, short_seq_prob=short_seq_prob)
 
 
 @register("bert-mlm-nsp")
@@ -102,7 +89,5 @@ class BertMlmNsp(PairTask):
     pair_term = "nsp"
     loss_weights = {"mlm": 1.0, "nsp": 1.0}
 
-    def pair_fn(self):
-        from tasks.shared.sentence_pairs import nsp_pairs
-
-        return nsp_pairs
+    def pair_builder(self):
+        return nsp_ranges

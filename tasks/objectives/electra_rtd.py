@@ -37,14 +37,12 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from pipelines.data.tokenize import documents_for
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register, write_pretrained
 from tasks.shared.batching import pad_stack
 from tasks.shared.losses import token_ce_sum
 from tasks.shared.masking import IGNORE_INDEX, MaskingMixin, MlmParams
 from tasks.shared.modeling import init_model
-from tasks.shared.template import template_example
 
 
 @dataclass
@@ -61,36 +59,51 @@ class RtdParams(MlmParams):
     generator_name_or_path: str | None = None
 
 
-def electra_segments(documents, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,
-                     short_seq_prob: float = 0.05) -> list[tuple[list, list]]:
-    """(segment A, segment B or []) per example, ELECTRA's ExampleBuilder: sentences of one document are
-    gathered until they reach the target length (or the document ends), then split into two segments
-    ((target - 3) // 2 tokens for A, a sentence crossing that mark goes to A half the time; 10 %: one
-    segment) and cut to max_length with room for [CLS] A [SEP] B [SEP]. 5 % of examples get a random
-    target length. Hand-written: no library builds ELECTRA's inputs. Tokens are only sliced and
-    concatenated, so (id, word id) pairs work as tokens too."""
-    out: list[tuple[list, list]] = []
+def electra_ranges(docs, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,
+                   short_seq_prob: float = 0.05) -> list[tuple[int, int, int, int]]:
+    """(a_start, a_end, b_start, b_end) token ranges per example (b empty: one segment), ELECTRA's
+    ExampleBuilder: sentences of one document are gathered until they reach the target length (or the
+    document ends), then split into two segments ((target - 3) // 2 tokens for A, a sentence crossing
+    that mark goes to A half the time; 10 %: one segment) and cut to max_length with room for
+    [CLS] A [SEP] B [SEP]. 5 % of examples get a random target length. `docs[i]` is document i's
+    sentence bounds (tasks/shared/sentence_pairs.DocumentBounds).
+
+    One deliberate difference: once B has started, every later sentence goes to B. ELECTRA's code can
+    put a later short sentence back into A, out of the text's order; here both segments stay contiguous
+    text. Hand-written: no library builds ELECTRA's inputs."""
+    out: list[tuple[int, int, int, int]] = []
     target = max_length
-    for document in documents:
-        current, length = [], 0
-        for i, sentence in enumerate(document):
-            current.append(sentence)
-            length += len(sentence)
-            if length >= target or i == len(document) - 1:
+    for d in range(len(docs)):
+        bounds = docs[d].tolist()
+        c0 = 0
+        for i in range(len(bounds) - 1):
+            if bounds[i + 1] - bounds[c0] >= target or i == len(bounds) - 2:
                 first_target = 100_000 if rng.random() < single_segment_prob else (target - 3) // 2
-                first, second = [], []
-                for s in current:
-                    if (not first or len(first) + len(s) < first_target
-                            or (not second and len(first) < first_target and rng.random() < 0.5)):
-                        first += s
-                    else:
-                        second += s
-                first = first[:max_length - 2]
-                second = second[:max(0, max_length - len(first) - 3)]
-                out.append((first, second))
-                current, length = [], 0
+                k = c0
+                for j in range(c0, i + 1):
+                    first, size = bounds[k] - bounds[c0], bounds[j + 1] - bounds[j]
+                    if k == j and (k == c0 or first + size < first_target
+                                   or (first < first_target and rng.random() < 0.5)):
+                        k = j + 1
+                a0, a1 = bounds[c0], min(bounds[k], bounds[c0] + max_length - 2)
+                b0 = bounds[k]
+                b1 = min(bounds[i + 1], b0 + max(0, max_length - (a1 - a0) - 3))
+                out.append((a0, a1, b0, b1))
+                c0 = i + 1
                 target = int(rng.integers(5, max_length + 1)) if rng.random() < short_seq_prob else max_length
     return out
+
+
+def electra_segments(documents, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,
+                     short_seq_prob: float = 0.05) -> list[tuple[list, list]]:
+    """electra_ranges on in-memory documents of sentences of ids: (segment A, segment B or [])."""
+    from pipelines.data.shards import ShardSet
+    from tasks.shared.sentence_pairs import DocumentBounds
+
+    store = ShardSet.in_memory(documents)
+    rows = electra_ranges(DocumentBounds(store, np.arange(store.n_documents)), max_length, rng,
+                          single_segment_prob, short_seq_prob)
+    return [(store.tokens(a0, a1).tolist(), store.tokens(b0, b1).tolist()) for a0, a1, b0, b1 in rows]
 
 
 def generator_config(disc_config, divisor: float):
@@ -174,15 +187,27 @@ class ElectraRtd(MaskingMixin, Task):
         self.loss_weights = {"mlm": 1.0, "disc": self.params.disc_weight}  # the engine reads the instance's
 
     def prepare(self, tokenizer):
-        self.tokenizer = tokenizer
+        from pipelines.data.examples import ExampleView, cached_index
+        from pipelines.data.prepare import prepared_split
+        from tasks.shared.sentence_pairs import DocumentBounds
+
+        self.setup(tokenizer)
         d, p = self.recipe.data, self.params
-        out = []
-        for docs, seed in zip(documents_for(self.recipe, tokenizer, word_ids=self.needs_word_ids),
-                              (self.recipe.training.seed, self.recipe.training.seed + 1)):
-            segments = electra_segments(docs, d.max_seq_length, np.random.default_rng(seed),
-                                        p.single_segment_prob, p.short_seq_prob)
-            out.append([template_example(tokenizer, a, b or None) for a, b in segments])
-        return out[0], out[1]
+        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
+        views = []
+        for ids, seed in ((train_ids, self.recipe.training.seed), (eval_ids, self.recipe.training.seed + 1)):
+            params = {"docs": ids, "max_length": d.max_seq_length, "seed": seed,
+                      "single": p.single_segment_prob, "short": p.short_seq_prob}
+
+            def build(ids=ids, seed=seed):
+                rows = electra_ranges(DocumentBounds(store, ids), d.max_seq_length, np.random.default_rng(seed),
+                                      p.single_segment_prob, p.short_seq_prob)
+                return np.array(rows, np.int64).reshape(-1, 4)
+
+            index = cached_index(store, "electra-segments", params, build)
+            views.append(ExampleView(len(index), lambda i, index=index: self.segments_example(
+                store, (int(index[i][0]), int(index[i][1])), (int(index[i][2]), int(index[i][3])))))
+        return views[0], views[1]
 
     def collate(self, examples, generator):
         pad = self.tokenizer.pad_token_id

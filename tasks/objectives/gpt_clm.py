@@ -1,7 +1,7 @@
 """Causal language modelling, GPT style (Radford et al. 2019) on AutoModelForCausalLM.
 
 Documents are joined by the end-of-text token (GPT-2's <|endoftext|>) into one stream cut into
-full blocks of data.max_seq_length (tasks.shared.packing.pack_contiguous): no position is padding
+full blocks of data.max_seq_length (pipelines.data.packing.pack_contiguous): no position is padding
 except in the one short block that ends each split. labels = input_ids; the prediction of
 position t+1 from positions <= t is scored here (the shift is done on the logits rather than
 inside the model) so the loss is an exact SUM with an exact count of predicted tokens.
@@ -13,7 +13,6 @@ import math
 
 import torch
 
-from pipelines.data.tokenize import documents_for
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register
 from tasks.shared.batching import pad_stack
@@ -42,18 +41,20 @@ class CausalLM(Task):
         return eos, tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
 
     def prepare(self, tokenizer):
-        from tasks.shared.packing import pack_contiguous
+        from pipelines.data.examples import ExampleView
+        from pipelines.data.packing import PackedBlocks
+        from pipelines.data.prepare import prepared_split
 
-        self.tokenizer = tokenizer
+        self.setup(tokenizer)
         sep, _ = self._eos_pad(tokenizer)
-        out = []
-        for docs in documents_for(self.recipe, tokenizer):
-            flat = [[t for s in d for t in s] for d in docs]
+        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
+        views = []
+        for ids in (train_ids, eval_ids):
             # drop_last=False: the short tail is kept (padded in collate), so a small held-out set still
             # gives eval examples; every other block is full.
-            out.append([{"input_ids": b} for b in pack_contiguous(flat, self.recipe.data.max_seq_length, sep,
-                                                                  drop_last=False)])
-        return out[0], out[1]
+            blocks = PackedBlocks(store, ids, self.recipe.data.max_seq_length, sep, drop_last=False)
+            views.append(ExampleView(len(blocks), lambda i, b=blocks: {"input_ids": b.read(i).tolist()}))
+        return views[0], views[1]
 
     def collate(self, examples, generator):
         rows = [e["input_ids"] for e in examples]

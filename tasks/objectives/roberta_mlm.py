@@ -1,27 +1,23 @@
-"""Masked language modelling (Devlin et al. 2019; RoBERTa, Liu et al. 2019).
+"""Masked language modelling, RoBERTa style (Liu et al. 2019; Devlin et al. 2019) on
+AutoModelForMaskedLM (any encoder family).
 
-Dynamic masking: the collator picks fresh positions every time a sequence is seen (RoBERTa's
-"dynamic masking"). Selection strategy (single tokens, whole words, SpanBERT spans, ALBERT
-n-grams) and the 80/10/10 replacement are in tasks/masking.py and shared by every MLM family.
-Plain MLM packs FULL-SENTENCES (RoBERTa): contiguous text up to max length, crossing document
-boundaries with a separator token.
+FULL-SENTENCES packing: the corpus's documents form one stream with </s> between documents, cut
+into full blocks of max_seq_length - 2 that cross document boundaries (pipelines/data/packing.py
+PackedBlocks: offsets into the prepared shards), each wrapped as <s> block </s> by the tokenizer's
+template. Dynamic masking: the collator picks fresh positions every time a sequence is seen.
+Selection strategy (single tokens, whole words, SpanBERT spans, ALBERT n-grams) and the 80/10/10
+replacement live in tasks/shared/masking.py, shared by every MLM family.
 """
 
 from __future__ import annotations
 
-from pipelines.data.tokenize import documents_for
+from pipelines.data.examples import ExampleView
 from tasks.base import Task, register
-from tasks.shared.batching import pad_stack, split_word_ids
+from tasks.shared.batching import pad_stack
 from tasks.shared.losses import token_ce_sum
 from tasks.shared.masking import MaskingMixin, MlmParams, masked_accuracy
 from tasks.shared.modeling import init_model
 from tasks.shared.template import special_template, template_example
-
-# strategy -> distribution of unit lengths in words (index 0 = length 1)
-
-
-
-
 
 
 @register("mlm")
@@ -32,24 +28,26 @@ class MaskedLM(MaskingMixin, Task):
     loss_weights = {"mlm": 1.0}
 
     def prepare(self, tokenizer):
-        from tasks.shared.packing import pack_contiguous
+        from pipelines.data.packing import PackedBlocks
+        from pipelines.data.prepare import prepared_split
 
-        self.tokenizer = tokenizer
+        self.setup(tokenizer)
         pre, post = special_template(tokenizer)["single"]
         width = self.recipe.data.max_seq_length - len(pre) - len(post)  # room for <s> ... </s>
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        out = []
-        for docs in documents_for(self.recipe, tokenizer, word_ids=self.needs_word_ids):
-            flat = [[t for s in d for t in s] for d in docs]
-            if self.needs_word_ids:  # the word ids are packed the same way: the blocks line up
-                ids, words = zip(*(split_word_ids(d) for d in flat)) if flat else ((), ())
-                blocks = [list(zip(b, w)) for b, w in zip(pack_contiguous(ids, width, sep),
-                                                          pack_contiguous(words, width, -1))]
-            else:
-                blocks = pack_contiguous(flat, width, sep)
-            examples = [template_example(tokenizer, block) for block in blocks]
-            out.append([{k: e[k] for k in ("input_ids", "word_ids") if k in e} for e in examples])
-        return out[0], out[1]
+        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
+        views = []
+        for ids in (train_ids, eval_ids):
+            blocks = PackedBlocks(store, ids, width, sep)
+            views.append(ExampleView(len(blocks), lambda i, blocks=blocks: self.example(blocks, i)))
+        return views[0], views[1]
+
+    def example(self, blocks, i: int) -> dict:
+        if not self.needs_word_ids:
+            return {"input_ids": template_example(self.tokenizer, blocks.read(i).tolist())["input_ids"]}
+        ids, words = blocks.read(i, words=True)
+        e = template_example(self.tokenizer, list(zip(ids.tolist(), words.tolist())))
+        return {"input_ids": e["input_ids"], "word_ids": e["word_ids"]}
 
     def collate(self, examples, generator):
         input_ids = pad_stack([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
@@ -60,7 +58,7 @@ class MaskedLM(MaskingMixin, Task):
     def build_model(self, tokenizer):
         from transformers import AutoModelForMaskedLM
 
-        self.tokenizer = tokenizer
+        self.setup(tokenizer)
         return init_model(AutoModelForMaskedLM, self.recipe, tokenizer)
 
     def loss_counts(self, batch):

@@ -38,7 +38,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from pipelines.data.tokenize import documents_for
 from pipelines.errors import LmforgeError
 from tasks.base import register
 from tasks.shared.batching import pad_stack
@@ -240,23 +239,29 @@ class T5SpanCorruption(Seq2SeqPretraining):
     def decoder_start_id(self, tokenizer) -> int:
         return tokenizer.pad_token_id
 
-    def prepare(self, tokenizer):
-        from tasks.shared.packing import pack_contiguous
-
+    def setup(self, tokenizer):
+        """The tokenizer and its sentinels, which collate() needs."""
         self.tokenizer = tokenizer
         self.sentinels = sentinel_ids(tokenizer)
         if len(self.sentinels) < self.num_spans or tokenizer.eos_token_id is None:
             raise LmforgeError(f"recipe '{self.recipe.name}': task 't5-span-corruption' needs an eos token and "
                                f"{self.num_spans} sentinels <extra_id_0>.. at data.max_seq_length "
                                f"{self.recipe.data.max_seq_length}; the tokenizer has {len(self.sentinels)}")
-        out = []
-        for split, docs in zip(("train", "eval"), documents_for(self.recipe, tokenizer)):
-            flat = [[t for s in d for t in s] for d in docs]
+
+    def prepare(self, tokenizer):
+        from pipelines.data.examples import ExampleView
+        from pipelines.data.packing import PackedBlocks
+        from pipelines.data.prepare import prepared_split
+
+        self.setup(tokenizer)
+        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
+        views = []
+        for split, ids in (("train", train_ids), ("eval", eval_ids)):
             # train: only full blocks, so every encoder input is exactly max_seq_length; eval keeps the
             # short tail so a small held-out set still gives examples.
-            blocks = pack_contiguous(flat, self.tokens_length, None, drop_last=split == "train")
-            out.append([{"tokens": b} for b in blocks])
-        return out[0], out[1]
+            blocks = PackedBlocks(store, ids, self.tokens_length, None, drop_last=split == "train")
+            views.append(ExampleView(len(blocks), lambda i, b=blocks: {"tokens": b.read(i).tolist()}))
+        return views[0], views[1]
 
     def collate(self, examples, generator):
         from tasks.objectives.t5_span_corruption import t5_span_corruption_batch

@@ -278,6 +278,18 @@ class MlmParams:
     random_replace_prob: float = 0.1  # -> a random (non-special) token; the rest stay unchanged
     masking: str = "token"  # token | whole_word | span | ngram
 
+    def check(self, where: str):
+        """Ranges, checked when the recipe loads (pipelines.config.validate_params)."""
+        from pipelines.config import check_probability
+
+        for name in ("mlm_probability", "mask_replace_prob", "random_replace_prob"):
+            check_probability(where, name, getattr(self, name))
+        if self.mask_replace_prob + self.random_replace_prob > 1:
+            raise LmforgeError(f"{where}: mask_replace_prob + random_replace_prob must be <= 1, got "
+                               f"{self.mask_replace_prob} + {self.random_replace_prob}")
+        if self.masking not in ("token", *_WORD_STRATEGIES):
+            raise LmforgeError(f"{where}: masking '{self.masking}' is not one of token, {', '.join(_WORD_STRATEGIES)}")
+
 
 def _whole_words():
     import numpy as np
@@ -308,6 +320,27 @@ class MaskingMixin:
         from tasks.shared.tokenizer import load_or_build_tokenizer
 
         return load_or_build_tokenizer(self.recipe, self.tokenizer_kinds, match_family=True)
+
+    def segments_example(self, store, a: tuple[int, int], b: tuple[int, int] | None = None) -> dict:
+        """{"input_ids", "token_type_ids"[, "word_ids"]} of token ranges a [and b] of the shards in the
+        tokenizer's template; word ids (from the stored word starts) only when the strategy needs them,
+        B's numbered after A's so the two never share a word."""
+        from tasks.shared.template import template_example
+
+        has_b = b is not None and b[1] > b[0]
+        ids_a = store.tokens(*a).tolist()
+        ids_b = store.tokens(*b).tolist() if has_b else None
+        if not self.needs_word_ids:
+            return template_example(self.tokenizer, ids_a, ids_b)
+        from pipelines.data.packing import words_from_starts
+
+        wa = words_from_starts(store.word_starts(*a))
+        seg_a = list(zip(ids_a, wa.tolist()))
+        seg_b = None
+        if has_b:
+            wb = words_from_starts(store.word_starts(*b)) + (int(wa.max()) + 1 if len(wa) else 0)
+            seg_b = list(zip(ids_b, wb.tolist()))
+        return template_example(self.tokenizer, seg_a, seg_b)
 
     @property
     def needs_word_ids(self) -> bool:

@@ -7,9 +7,11 @@ from pipelines.config import Recipe
 from pipelines.errors import LmforgeError
 
 
-def build_config(recipe: Recipe, tokenizer, **fixed):
-    """The family's transformers Config from recipe.model.config; unknown keys are user errors
-    (transformers configs silently accept any kwarg, so a typo would otherwise be ignored)."""
+def check_model_config(recipe: Recipe) -> None:
+    """recipe.model.config against the family's Config class: unknown keys are user errors
+    (transformers configs silently accept any kwarg, so a typo would otherwise be ignored), and so
+    is text where the field is a number (`num_hidden_layers: two` would fail deep in the model).
+    load_recipe calls this, so the mistake surfaces before any tokenizer is trained."""
     from transformers import AutoConfig
 
     family = recipe.model.family
@@ -17,12 +19,23 @@ def build_config(recipe: Recipe, tokenizer, **fixed):
         defaults = AutoConfig.for_model(family)
     except ValueError:
         raise LmforgeError(f"recipe '{recipe.name}', model.family: unknown family '{family}'") from None
-    for key in recipe.model.config:
+    for key, value in recipe.model.config.items():
         if not hasattr(defaults, key):
             raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: not a field of "
                                f"{type(defaults).__name__}")
+        default = getattr(defaults, key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+            raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: '{value}' is not a number "
+                               f"({type(defaults).__name__}'s default is {default})")
+
+
+def build_config(recipe: Recipe, tokenizer, **fixed):
+    """The family's transformers Config from recipe.model.config (checked by check_model_config)."""
+    from transformers import AutoConfig
+
+    check_model_config(recipe)
     kwargs = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, **fixed, **recipe.model.config}
-    return AutoConfig.for_model(family, **kwargs)
+    return AutoConfig.for_model(recipe.model.family, **kwargs)
 
 
 def init_model(auto_cls, recipe: Recipe, tokenizer, **fixed):

@@ -1,76 +1,99 @@
-"""Segment pairs for the sentence-level objectives: BERT's next-sentence prediction (NSP) and
-ALBERT's sentence-order prediction (SOP).
+"""What the sentence-pair objectives share (BERT's NSP in tasks/objectives/bert_mlm_nsp.py, ALBERT's
+SOP in tasks/objectives/albert_sop.py): chunking a document into pairs, BERT's truncation, the
+cached pair index, and the MLM + pair-classification task.
 
-A document is a list of sentences, each a list of token ids (tasks.shared.tokenize_documents),
-or of (token id, word id) pairs for word-level masking: tokens are only sliced and concatenated.
-Both builders follow create_instances_from_document of google-research/bert and
+Pairs are built from sentence OFFSETS, never from token lists: a document is its array of sentence
+bounds (global token offsets of each sentence start, plus its end; pipelines/data/shards.py) and
+a pair is two token ranges plus a label, one row of an int64 index [n, 5] = (a_start, a_end,
+b_start, b_end, label). Truncation only drops tokens from a segment's ends, so segments stay
+contiguous ranges. Follows create_instances_from_document of google-research/bert and
 google-research/albert: sentences are gathered into a chunk until it reaches a target length
-(max_tokens, or with probability short_seq_prob a random shorter one, so the model also sees
-short inputs), the chunk is cut at a random sentence boundary into A and B, and the pair is
-truncated to max_tokens by truncate_seq_pair. Hand-written: no library builds NSP/SOP pairs
-(transformers removed TextDatasetForNextSentencePrediction).
-
-Labels follow the transformers heads: BertForPreTraining's next_sentence_label is 0 when B
-continues A and 1 when B is random; AlbertForPreTraining's sentence_order_label is 0 for the
-original order and 1 for swapped. Each pair's flag is True exactly when its label is 1.
+(max_tokens, or with probability short_seq_prob a random shorter one), the chunk is cut at a random
+sentence boundary into A and B, and the pair is truncated to max_tokens by truncate_seq_pair.
+Hand-written: no library builds NSP/SOP pairs (transformers removed
+TextDatasetForNextSentencePrediction).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from dataclasses import dataclass
 
+import numpy as np
+import torch
+
+from pipelines.data.shards import ShardSet
 from pipelines.errors import LmforgeError
+from tasks.base import Task
+from tasks.shared.batching import pad_stack
+from tasks.shared.masking import MaskingMixin, MlmParams, masked_accuracy
+from tasks.shared.modeling import init_model
 from tasks.shared.rng import numpy_rng
 
-Document = list[list[int]]
-Pair = tuple[list[int], list[int], bool]
+Pair = tuple[int, int, int, int, bool]  # a_start, a_end, b_start, b_end, flag
 
 
-def _usable_documents(documents, max_tokens: int, objective: str) -> list[Document]:
-    """Documents without empty sentences; raises if no pair can be built."""
+class DocumentBounds:
+    """The documents `doc_ids` of a store as sentence-bound arrays, read on demand."""
+
+    def __init__(self, store: ShardSet, doc_ids: np.ndarray):
+        self.store, self.doc_ids = store, doc_ids
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.store.sentence_bounds(int(self.doc_ids[i]))
+
+
+def check_documents(store: ShardSet, doc_ids: np.ndarray, max_tokens: int, objective: str):
+    """Raises unless a pair can be built (vectorised over the document index)."""
     if max_tokens < 2:
         raise LmforgeError(f"{objective}: max_tokens must be >= 2 (one token per segment), got {max_tokens}")
-    docs = [d for d in ([list(s) for s in doc if len(s)] for doc in documents) if d]
-    if not any(len(d) >= 2 for d in docs):
+    if not (store.sentences_per_document()[doc_ids] >= 2).any():
         raise LmforgeError(f"{objective} needs documents of at least 2 sentences, but none of the corpus's "
-                           f"{len(docs)} documents has more than one: give one sentence per line with a "
+                           f"{len(doc_ids)} documents has more than one: give one sentence per line with a "
                            "blank line between documents")
-    return docs
 
 
-def truncate_seq_pair(tokens_a: list[int], tokens_b: list[int], max_tokens: int,
-                      rng: np.random.Generator) -> tuple[list[int], list[int]]:
-    """BERT's truncate_seq_pair: drop one token at a time from the longer segment, from its front or
-    its back at random ("to add more randomness and avoid biases"), until the pair fits."""
-    excess = len(tokens_a) + len(tokens_b) - max_tokens
-    a_lo, a_hi, b_lo, b_hi = 0, len(tokens_a), 0, len(tokens_b)
+def truncate_range_pair(a: tuple[int, int], b: tuple[int, int], max_tokens: int, rng: np.random.Generator):
+    """BERT's truncate_seq_pair on ranges: drop one token at a time from the longer segment, from its
+    front or its back at random ("to add more randomness and avoid biases"), until the pair fits."""
+    (a_lo, a_hi), (b_lo, b_hi) = a, b
+    excess = (a_hi - a_lo) + (b_hi - b_lo) - max_tokens
     for front in (rng.random(excess) < 0.5 if excess > 0 else ()):
         if a_hi - a_lo > b_hi - b_lo:
             a_lo, a_hi = (a_lo + 1, a_hi) if front else (a_lo, a_hi - 1)
         else:
             b_lo, b_hi = (b_lo + 1, b_hi) if front else (b_lo, b_hi - 1)
-    return tokens_a[a_lo:a_hi], tokens_b[b_lo:b_hi]
+    return (a_lo, a_hi), (b_lo, b_hi)
 
 
-def _target_length(max_tokens: int, short_seq_prob: float, rng: np.random.Generator) -> int:
+def truncate_seq_pair(tokens_a: list, tokens_b: list, max_tokens: int, rng: np.random.Generator):
+    """truncate_range_pair on lists."""
+    (a0, a1), (b0, b1) = truncate_range_pair((0, len(tokens_a)), (0, len(tokens_b)), max_tokens, rng)
+    return tokens_a[a0:a1], tokens_b[b0:b1]
+
+
+def target_length(max_tokens: int, short_seq_prob: float, rng: np.random.Generator) -> int:
     if rng.random() < short_seq_prob:
         return int(rng.integers(2, max_tokens + 1))
     return max_tokens
 
 
-def _chunks(document: Document, target: int, emit):
-    """Cut a document into chunks of sentences, BERT-style: sentences are added until the chunk
-    reaches `target` tokens; `emit(start, end)` gets each chunk's sentence range and returns where
-    the next chunk starts (NSP puts back the sentences a random B did not use).
+def chunks(bounds: np.ndarray, target: int, emit):
+    """Cut a document (sentence bounds) into chunks of sentences, BERT-style: sentences are added until
+    the chunk reaches `target` tokens; `emit(start, end)` gets each chunk's sentence range and returns
+    where the next chunk starts (NSP puts back the sentences a random B did not use).
 
     Unlike BERT, a chunk never holds a lone sentence: it closes only once it has two, and it also
     takes the document's last sentence rather than leave it alone. BERT must make every lone
     sentence a random-next pair, which on the default corpus skewed NSP labels to 51-53 % random.
     """
-    last = len(document) - 1
+    sizes = np.diff(bounds).tolist()
+    last = len(sizes) - 1
     start, length, i = 0, 0, 0
     while i <= last:
-        length += len(document[i])
+        length += sizes[i]
         if i == last or (length >= target and start < i < last - 1):
             start = emit(start, i + 1)
             i, length = start, 0
@@ -78,82 +101,105 @@ def _chunks(document: Document, target: int, emit):
             i += 1
 
 
-def _concat(sentences: list[list[int]]) -> list[int]:
-    return [t for s in sentences for t in s]
+def pair_index(builder, store: ShardSet, doc_ids: np.ndarray, max_tokens: int, passes: int, seed: int,
+               **kw) -> np.ndarray:
+    """int64 [n, 5] pairs of `builder` over `passes` passes (BERT's dupe_factor), one seeded rng."""
+    rng = np.random.default_rng(seed)
+    docs = DocumentBounds(store, doc_ids)
+    rows = [p for _ in range(passes) for p in builder(docs, max_tokens, rng, **kw)]
+    return np.array(rows, np.int64).reshape(-1, 5)
 
 
-def _random_segment(docs: list[Document], avoid: int, target: int, rng: np.random.Generator) -> list[int]:
-    """Sentences from a random position of a random OTHER document, up to `target` tokens.
-    (BERT retries 10 times to avoid the current document and may still return it.)"""
-    other = int(rng.integers(len(docs) - 1))
-    other += other >= avoid
-    document = docs[other]
-    tokens: list[int] = []
-    for sentence in document[int(rng.integers(len(document))):]:
-        tokens.extend(sentence)
-        if len(tokens) >= target:
-            break
-    return tokens
+def pairs_from_lists(builder, documents, max_tokens: int, generator, **kw) -> list[tuple[list, list, bool]]:
+    """A range builder run on in-memory documents of sentences of ids; pairs as token lists."""
+    store = ShardSet.in_memory(documents)
+    docs = DocumentBounds(store, np.arange(store.n_documents))
+    return [(store.tokens(a0, a1).tolist(), store.tokens(b0, b1).tolist(), bool(flag))
+            for a0, a1, b0, b1, flag in builder(docs, max_tokens, numpy_rng(generator), **kw)]
 
 
-def nsp_pairs(documents, max_tokens: int, generator, short_seq_prob: float = 0.1) -> list[Pair]:
-    """BERT NSP pairs (tokens_a, tokens_b, is_random_next) with len(a) + len(b) <= max_tokens
-    (pass max_seq_length - 3 for [CLS] A [SEP] B [SEP]). B is the true continuation with
-    probability 1/2, else a span of another document; in document order, shuffle downstream."""
-    docs = _usable_documents(documents, max_tokens, "NSP")
-    if len(docs) < 2:
-        raise LmforgeError("NSP needs at least 2 documents (random-next segments come from another document)")
-    rng = numpy_rng(generator)
-    pairs: list[Pair] = []
-    for d, document in enumerate(docs):
-        if len(document) < 2:  # could only make random-next pairs; still a source of random Bs
-            continue
-        target = _target_length(max_tokens, short_seq_prob, rng)
+@dataclass
+class PairParams(MlmParams):
+    short_seq_prob: float = 0.1  # BERT: 10 % of pairs use a shorter random target length
 
-        def emit(start, end, d=d, document=document, target=target):
-            chunk = document[start:end]
-            a_end = int(rng.integers(1, len(chunk))) if len(chunk) >= 2 else 1
-            tokens_a = _concat(chunk[:a_end])
-            is_random = len(chunk) == 1 or rng.random() < 0.5
-            if is_random:
-                tokens_b = _random_segment(docs, d, target - len(tokens_a), rng)
-                end = start + a_end  # the unused sentences start the next chunk, as in BERT,
-                if end == len(document) - 1:  # unless only a lone last sentence would be left
-                    end = len(document)
-            else:
-                tokens_b = _concat(chunk[a_end:])
-            tokens_a, tokens_b = truncate_seq_pair(tokens_a, tokens_b, max_tokens, rng)
-            pairs.append((tokens_a, tokens_b, is_random))
-            return end
+    def check(self, where: str):
+        super().check(where)
+        from pipelines.config import check_probability
 
-        _chunks(document, target, emit)
-    return pairs
+        check_probability(where, "short_seq_prob", self.short_seq_prob)
 
 
-def sop_pairs(documents, max_tokens: int, generator, short_seq_prob: float = 0.1) -> list[Pair]:
-    """ALBERT SOP pairs (tokens_a, tokens_b, is_swapped) with len(a) + len(b) <= max_tokens: two
-    consecutive segments of one document, swapped with probability 1/2.
+class PairTask(MaskingMixin, Task):
+    """MLM plus a sentence-pair classification head (NSP for BERT, SOP for ALBERT)."""
 
-    The pair is truncated before the coin flip, so a swapped pair is exactly an in-order pair
-    reversed and only the order tells them apart. ALBERT's code turns a one-sentence chunk into a
-    random-document pair (an NSP negative); here it is skipped, since SOP pairs must come from
-    one document.
-    """
-    docs = _usable_documents(documents, max_tokens, "SOP")
-    rng = numpy_rng(generator)
-    pairs: list[Pair] = []
-    for document in docs:
-        target = _target_length(max_tokens, short_seq_prob, rng)
+    Params = PairParams
+    pair_term = "nsp"  # the name of the pair loss in logs: nsp | sop
 
-        def emit(start, end, document=document):
-            chunk = document[start:end]
-            if len(chunk) >= 2:
-                a_end = int(rng.integers(1, len(chunk)))
-                tokens_a, tokens_b = truncate_seq_pair(_concat(chunk[:a_end]), _concat(chunk[a_end:]),
-                                                       max_tokens, rng)
-                swapped = bool(rng.random() < 0.5)
-                pairs.append((tokens_b, tokens_a, True) if swapped else (tokens_a, tokens_b, False))
-            return end
+    def pair_builder(self):
+        """A function (documents, max_tokens, rng, short_seq_prob) -> iterable of Pair."""
+        raise NotImplementedError
 
-        _chunks(document, target, emit)
-    return pairs
+    def prepare(self, tokenizer):
+        from pipelines.data.examples import ExampleView, cached_index
+        from pipelines.data.prepare import prepared_split
+
+        self.setup(tokenizer)
+        d, t = self.recipe.data, self.recipe.training
+        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
+        max_tokens = d.max_seq_length - 3
+        check_documents(store, train_ids, max_tokens, self.pair_term.upper())
+        views = []
+        for ids, passes, seed in ((train_ids, d.dupe_factor, t.seed), (eval_ids, 1, t.seed + 1)):
+            if len(ids) < 2 or (seed != t.seed and not (store.sentences_per_document()[ids] >= 2).any()):
+                views.append(ExampleView(0, None))
+                continue
+            params = {"task": self.name, "docs": ids, "max_tokens": max_tokens, "passes": passes, "seed": seed,
+                      "short_seq_prob": self.params.short_seq_prob}
+            index = cached_index(store, self.pair_term, params, lambda ids=ids, passes=passes, seed=seed: pair_index(
+                self.pair_builder(), store, ids, max_tokens, passes, seed, short_seq_prob=self.params.short_seq_prob))
+            views.append(ExampleView(len(index), lambda i, index=index: self.example(store, index[i])))
+        return views[0], views[1]
+
+    def example(self, store: ShardSet, row) -> dict:
+        a0, a1, b0, b1, flag = (int(x) for x in row)
+        return {**self.segments_example(store, (a0, a1), (b0, b1)), "pair_label": flag}
+
+    def collate(self, examples, generator):
+        pad = self.tokenizer.pad_token_id
+        input_ids = pad_stack([e["input_ids"] for e in examples], pad)
+        corrupted, labels = self.masked(input_ids, examples, generator)
+        return {"input_ids": corrupted, "attention_mask": (input_ids != pad).long(),
+                "token_type_ids": pad_stack([e["token_type_ids"] for e in examples], 0),
+                "labels": labels, "pair_label": torch.tensor([e["pair_label"] for e in examples])}
+
+    def build_model(self, tokenizer):
+        from transformers import AutoModelForPreTraining
+
+        self.setup(tokenizer)
+        return init_model(AutoModelForPreTraining, self.recipe, tokenizer, type_vocab_size=2)
+
+    def loss_counts(self, batch):
+        return {"mlm": (batch["labels"] != -100).sum(), self.pair_term: torch.tensor(batch["pair_label"].numel())}
+
+    @staticmethod
+    def _pair_logits(out):
+        return out.seq_relationship_logits if hasattr(out, "seq_relationship_logits") else out.sop_logits
+
+    def loss(self, model, batch):
+        from tasks.shared.losses import token_ce_sum
+
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                    token_type_ids=batch["token_type_ids"])
+        return {"mlm": token_ce_sum(out.prediction_logits, batch["labels"]),
+                self.pair_term: token_ce_sum(self._pair_logits(out), batch["pair_label"])}
+
+    @torch.no_grad()
+    def eval_metrics(self, model, batches):
+        right = total = 0
+        for b in batches:
+            out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                        token_type_ids=b["token_type_ids"])
+            right += int((self._pair_logits(out).argmax(-1) == b["pair_label"]).sum())
+            total += b["pair_label"].numel()
+        return {"mlm_accuracy": masked_accuracy(model, batches, "prediction_logits"),
+                f"{self.pair_term}_accuracy": right / max(total, 1)}

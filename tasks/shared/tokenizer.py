@@ -25,7 +25,7 @@ def load_or_build_tokenizer(recipe: Recipe, kinds: tuple[str, ...], match_family
             raise LmforgeError(f"tokenizer.name_or_path: cannot load '{source}': "
                                f"{' '.join(str(exc).split())[:200]}") from None
     else:
-        from pipelines.data.sources import load_documents
+        from pipelines.data.sources import sample_texts
 
         out_dir = Path(recipe.training.output_dir) / "tokenizer"
         if (out_dir / "tokenizer.json").exists():  # resumed runs reuse the tokenizer they trained
@@ -33,8 +33,7 @@ def load_or_build_tokenizer(recipe: Recipe, kinds: tuple[str, ...], match_family
 
             tok = AutoTokenizer.from_pretrained(out_dir)
         else:
-            docs = load_documents(recipe.data)
-            texts = (s for d in docs for s in d)
+            texts = sample_texts(recipe.data, int(recipe.tokenizer.train_sample_mb * 1e6), recipe.training.seed)
             tok = build_tokenizer(recipe.model.family, texts, recipe.tokenizer.vocab_size, out_dir,
                                   model_max_length=recipe.tokenizer.model_max_length)
     kind = tokenizer_kind(tok)

@@ -4,8 +4,8 @@ sentence blocks within documents."""
 import numpy as np
 import pytest
 
+from pipelines.data.packing import pack_contiguous, pack_sentences
 from pipelines.errors import LmforgeError
-from tasks.shared.packing import pack_contiguous, pack_sentences
 
 SEP = 2
 

@@ -36,6 +36,16 @@ def test_bad_arguments(args, words, tmp_path):
                           else run_cli(*args), *words)
 
 
+def test_out_of_range_value_fails_before_any_tokenizer_is_trained(tmp_path):
+    import time
+
+    start = time.perf_counter()
+    proc = run_cli("pretrain", "bert-tiny", "training.per_device_train_batch_size=0", f"training.output_dir={tmp_path}")
+    assert_one_line_error(proc, "training.per_device_train_batch_size", "0")
+    assert time.perf_counter() - start < 60  # no corpus read, no tokenizer trained (about 2 s)
+    assert not any(tmp_path.iterdir())
+
+
 def test_unknown_glue_task(tmp_path):
     model = tmp_path / "m"
     model.mkdir()

@@ -59,14 +59,128 @@ def test_unknown_objective_parameter_is_refused():
 
 
 def test_unknown_model_config_key_is_refused(tmp_path):
+    """At load, before a tokenizer is trained; build_config refuses it too (recipes built by hand)."""
+    from tasks.shared.modeling import build_config
+
+    overrides = ["model.config.hiden_size=64", f"training.output_dir={tmp_path}"]
+    with pytest.raises(LmforgeError, match="model.config.hiden_size"):
+        load_recipe("bert-tiny", overrides)
+    recipe = load_recipe("bert-tiny", [f"training.output_dir={tmp_path}"])
+    recipe.model.config["hiden_size"] = 64
+    with pytest.raises(LmforgeError, match="hiden_size"):
+        build_config(recipe, tokenizer=None)
+    assert not (tmp_path / "tokenizer").exists()
+
+
+# --- value ranges: every bad value fails at load, naming the field ------------------------------
+
+@pytest.mark.parametrize("overrides, field", [
+    (["training.per_device_train_batch_size=0"], "training.per_device_train_batch_size"),
+    (["training.per_device_eval_batch_size=0"], "training.per_device_eval_batch_size"),
+    (["training.gradient_accumulation_steps=0"], "training.gradient_accumulation_steps"),
+    (["training.learning_rate=0"], "training.learning_rate"),
+    (["training.learning_rate=-1e-4"], "training.learning_rate"),
+    (["training.learning_rate=nan"], "training.learning_rate"),
+    (["training.max_steps=0"], "training.max_steps"),
+    (["training.max_steps=-5"], "training.max_steps"),
+    (["training.max_steps=-1", "training.num_train_epochs=0"], "training.num_train_epochs"),
+    (["training.logging_steps=0"], "training.logging_steps"),
+    (["training.eval_steps=-1"], "training.eval_steps"),
+    (["training.save_steps=-1"], "training.save_steps"),
+    (["training.save_total_limit=-1"], "training.save_total_limit"),
+    (["training.warmup_steps=-1"], "training.warmup_steps"),
+    (["training.warmup_ratio=1.0"], "training.warmup_ratio"),
+    (["training.warmup_ratio=-0.1"], "training.warmup_ratio"),
+    (["training.weight_decay=-0.01"], "training.weight_decay"),
+    (["training.max_grad_norm=-1"], "training.max_grad_norm"),
+    (["training.adam_beta1=1.0"], "training.adam_beta1"),
+    (["training.adam_beta2=-0.5"], "training.adam_beta2"),
+    (["training.adam_epsilon=0"], "training.adam_epsilon"),
+    (["training.lr_scheduler_type=cosin"], "training.lr_scheduler_type"),
+    (["training.mixed_precision=fp8"], "training.mixed_precision"),
+    (["training.report_to=mlflow"], "training.report_to"),
+    (["data.max_seq_length=4"], "data.max_seq_length"),
+    (["data.validation_fraction=1.0"], "data.validation_fraction"),
+    (["data.validation_fraction=-0.1"], "data.validation_fraction"),
+    (["data.dupe_factor=0"], "data.dupe_factor"),
+    (["data.max_documents=0"], "data.max_documents"),
+    (["tokenizer.vocab_size=20"], "tokenizer.vocab_size"),  # BERT: 5 specials + 16 learned at least
+    (["tokenizer.model_max_length=0"], "tokenizer.model_max_length"),
+    (["model.config.num_hidden_layers=two"], "model.config.num_hidden_layers"),
+    (["model.config.hidden_dropout_prob=high"], "model.config.hidden_dropout_prob"),
+])
+def test_out_of_range_values_fail_at_load(overrides, field):
+    with pytest.raises(LmforgeError) as err:
+        load_recipe("bert-tiny", overrides)
+    text = str(err.value)
+    assert field in text and "recipe 'bert-tiny'" in text and "\n" not in text
+
+
+def test_boundary_values_load():
+    r = load_recipe("bert-tiny", [
+        "training.max_steps=-1", "training.num_train_epochs=0.5", "training.eval_steps=0", "training.save_steps=0",
+        "training.save_total_limit=0", "training.warmup_ratio=0", "training.weight_decay=0", "training.adam_beta1=0",
+        "data.validation_fraction=0", "data.max_seq_length=8", "tokenizer.vocab_size=21",
+        "training.lr_scheduler_type=cosine"])
+    assert r.training.max_steps == -1 and r.tokenizer.vocab_size == 21
+
+
+def test_vocab_size_minimum_follows_the_family():
+    """Byte-level BPE needs its 256 byte symbols on top of the special tokens."""
+    with pytest.raises(LmforgeError, match="tokenizer.vocab_size: 200 is out of range"):
+        load_recipe("gpt2-tiny", ["tokenizer.vocab_size=200"])
+
+
+def test_check_range_helpers():
+    from pipelines.config import check_choice, check_probability, check_range
+
+    check_range("w", "x", None, lo=1)  # unset optional fields pass
+    check_range("w", "x", 1, lo=1)
+    check_probability("w", "p", 0.0)
+    check_probability("w", "p", 1.0)
+    for value in (-0.1, 1.5, float("nan")):
+        with pytest.raises(LmforgeError, match=r"w, p: .* is out of range \(must be in \[0.0, 1.0\]\)"):
+            check_probability("w", "p", value)
+    with pytest.raises(LmforgeError, match=r"must be > 0"):
+        check_range("w", "x", 0, lo=0, lo_open=True)
+    with pytest.raises(LmforgeError, match=r"must be in \(0, 1\)"):
+        check_range("w", "x", 1, lo=0, hi=1, lo_open=True, hi_open=True)
+    with pytest.raises(LmforgeError, match="'c' is not one of a, b"):
+        check_choice("w", "x", "c", ("a", "b"))
+
+
+def test_params_check_hook_runs_after_typing():
+    from dataclasses import dataclass
+
+    from pipelines.config import check_probability, validate_params
+
+    @dataclass
+    class P:
+        rate: float = 0.15
+
+        def check(self, where):
+            check_probability(where, "rate", self.rate)
+
+    assert validate_params(P, {"rate": 0.5}, "here").rate == 0.5
+    with pytest.raises(LmforgeError, match="here, rate: 1.5 is out of range"):
+        validate_params(P, {"rate": 1.5}, "here")
+
+
+@pytest.mark.parametrize("recipe, override, field", [
+    ("glue", "objective.max_train_examples=0", "max_train_examples"),
+    ("glue", "objective.max_eval_examples=-1", "max_eval_examples"),
+    ("glue-t5", "objective.max_new_tokens=0", "max_new_tokens"),
+    ("summarization", "objective.num_beams=0", "num_beams"),
+    ("summarization", "objective.max_target_length=0", "max_target_length"),
+    ("summarization", "objective.no_repeat_ngram_size=-1", "no_repeat_ngram_size"),
+])
+def test_finetuning_params_are_range_checked(recipe, override, field):
+    from pipelines.config import validate_params
     from tasks.base import get_task
 
-    recipe = load_recipe("bert-tiny", ["model.config.hiden_size=64", f"training.output_dir={tmp_path}",
-                                       "tokenizer.vocab_size=500", "data.max_documents=20"])
-    task = get_task(recipe.task)(recipe)
-    tok = task.load_tokenizer()
-    with pytest.raises(LmforgeError, match="hiden_size"):
-        task.build_model(tok)
+    r = load_recipe(recipe, [override])
+    with pytest.raises(LmforgeError, match=f"section 'objective', {field}: "):
+        validate_params(get_task(r.task).Params, r.objective, f"recipe '{r.name}', section 'objective'")
 
 
 def test_bad_yaml_file_is_one_line(tmp_path):

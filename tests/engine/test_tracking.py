@@ -31,6 +31,9 @@ def test_unknown_reporter_is_refused(tmp_path):
 
     from pipelines.errors import LmforgeError
 
-    recipe = load_recipe("bert-tiny", TINY_BERT + [f"training.output_dir={tmp_path}", "training.report_to=mlflw"])
-    with pytest.raises(LmforgeError, match="mlflw"):
-        train(get_task(recipe.task)(recipe), recipe)
+    with pytest.raises(LmforgeError, match="training.report_to: 'mlflw'"):  # at load, before any training
+        load_recipe("bert-tiny", TINY_BERT + [f"training.output_dir={tmp_path}", "training.report_to=mlflw"])
+    from pipelines.tracking import log_with
+
+    with pytest.raises(LmforgeError, match="mlflw"):  # and in the engine, for recipes built by hand
+        log_with("mlflw")

@@ -148,6 +148,25 @@ def test_bart_pair_rows_keep_their_eos_tokens_when_truncated(checkpoints, tmp_pa
     assert torch.isfinite(task.loss(model, batch)["loss"])
 
 
+def test_setup_fits_the_length_to_the_checkpoint_without_writing_the_recipe(checkpoints, sst2):
+    """The 64-position checkpoints cannot take the recipe's 128 tokens: the task uses 64, and the
+    recipe (saved as recipe.json) keeps what the user asked for."""
+    from pipelines.config import load_recipe
+    from tasks.base import get_task
+    from tasks.finetuning.glue_t5 import glue_recipe_for
+
+    assert (glue_recipe_for("t5"), glue_recipe_for("bart"), glue_recipe_for("gpt2")) == ("glue-t5", "glue", "glue")
+    for family in ("bart", "gpt2"):
+        recipe = load_recipe("glue", [f"model.name_or_path={checkpoints[family]}", f"objective.glue_dir={sst2}",
+                                      "data.max_seq_length=128"])
+        task = get_task(recipe.task)(recipe)
+        tok = task.load_tokenizer()
+        task.setup(tok)
+        assert task.tokenizer is tok and task.max_length == 64 and recipe.data.max_seq_length == 128
+        train, _ = task.prepare(tok)  # after setup: does not redo it
+        assert max(len(e["input_ids"]) for e in train) <= 64
+
+
 # --- summarization ------------------------------------------------------------------------------
 
 

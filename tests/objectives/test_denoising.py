@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from pipelines.data.packing import pack_sentences
 from pipelines.errors import LmforgeError
 from tasks.objectives.bart_denoising import BartNoise, bart_denoising_batch, bart_noise
-from tasks.shared.packing import pack_sentences
 
 BOS, PAD, EOS, MASK = 0, 1, 2, 4
 MAX_LEN = 512

@@ -95,7 +95,7 @@ def test_clm_packing_wastes_no_positions(tmp_path):
     rows = [e["input_ids"] for e in train_data]
     assert all(len(r) == 64 for r in rows[:-1]) and 0 < len(rows[-1]) <= 64
     # the blocks are the documents joined by <|endoftext|>, nothing added or lost
-    from pipelines.data.tokenize import documents_for
+    from pipelines.data.prepare import documents_for
 
     docs, _ = documents_for(recipe, tok)
     stream = []

@@ -15,7 +15,9 @@ from tokenizers import pre_tokenizers
 from pipelines.data.default_corpus import default_corpus_path
 from pipelines.data.sources import read_sentence_file
 from pipelines.errors import LmforgeError
-from tasks.shared.sentence_pairs import nsp_pairs, sop_pairs, truncate_seq_pair
+from tasks.objectives.albert_sop import sop_pairs
+from tasks.objectives.bert_mlm_nsp import nsp_pairs
+from tasks.shared.sentence_pairs import truncate_seq_pair
 
 MAX_TOKENS = 125  # max_seq_length 128 - [CLS] - 2 x [SEP]
 

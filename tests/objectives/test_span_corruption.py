@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from pipelines.data.packing import pack_contiguous
 from pipelines.errors import LmforgeError
 from tasks.objectives.t5_span_corruption import (
     compute_t5_input_and_target_lengths,
@@ -13,7 +14,6 @@ from tasks.objectives.t5_span_corruption import (
     random_spans_noise_mask,
     t5_span_corruption_batch,
 )
-from tasks.shared.packing import pack_contiguous
 
 EOS, PAD = 1, 0
 VOCAB = 32100

@@ -1,0 +1,109 @@
+"""`prepare`: tokenize a corpus once into memory-mapped shards, cached by fingerprint.
+
+The cache key covers the source (local paths, sizes and mtimes, or the Hub dataset, config, split
+and revision), the tokenizer (its serialized pipeline and vocabulary) and the settings that change
+which text is read (text_column, max_documents); data.max_seq_length and the objective do not
+change tokens, so every recipe over one corpus and tokenizer shares one shard set. A second run,
+every other rank and every resume open the shards by memory map. The shards are written into a
+hidden temp folder and renamed when complete, so an interrupted preparation is never taken for a
+finished one (and is redone by the next run).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from itertools import islice
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.config import DataSection, Recipe
+from pipelines.data.shards import (
+    FORMAT_VERSION,
+    META,
+    ShardSet,
+    ShardWriter,
+    publish,
+    split_documents,
+    token_dtype,
+    write_meta,
+)
+from pipelines.data.sources import cache_home, fingerprint, iter_documents, source_fingerprint
+from pipelines.data.tokenize import encode_documents, tokenizer_fingerprint, tokenizer_threads
+
+BATCH_DOCUMENTS = 512
+
+
+def shards_folder(data: DataSection, tokenizer) -> Path:
+    root = Path(data.prepared_dir).expanduser() if data.prepared_dir else cache_home()
+    key = fingerprint(FORMAT_VERSION, source_fingerprint(data), tokenizer_fingerprint(tokenizer))
+    return root / key
+
+
+def _remove_stale(folder: Path):
+    """Temp folders of preparations whose process is gone (killed mid-way)."""
+    for tmp in folder.parent.glob(f".{folder.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def batched(iterable, n: int):
+    it = iter(iterable)
+    while batch := list(islice(it, n)):
+        yield batch
+
+
+def write_shards(data: DataSection, tokenizer, folder: Path, shard_tokens: int = 2**28, log=print) -> dict:
+    """Stream, tokenize and write the corpus into `folder` (temp folder + rename); returns meta."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(folder)
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    dtype = token_dtype(len(tokenizer))
+    writer = ShardWriter(tmp, dtype, shard_tokens)
+    start, chars = time.perf_counter(), 0
+    with tokenizer_threads():
+        for docs in batched(iter_documents(data), BATCH_DOCUMENTS):
+            chars += sum(len(s) + 1 for d in docs for s in d)
+            writer.add(encode_documents(tokenizer, docs))
+    shards = writer.close()
+    seconds = time.perf_counter() - start
+    write_meta(tmp, shards, dtype, {"source": source_fingerprint(data), "tokenizer": tokenizer_fingerprint(tokenizer),
+                                    "vocab_size": len(tokenizer), "text_chars": chars, "seconds": round(seconds, 2)})
+    publish(tmp, folder)
+    meta = ShardSet.open(folder).meta
+    log(f"prepared {meta['documents']:,} documents, {meta['tokens']:,} tokens in {len(shards)} shard(s) -> {folder} "
+        f"({chars / 1e6 / max(seconds, 1e-9):.1f} MB/s)")
+    return meta
+
+
+def prepared_data(recipe: Recipe, tokenizer, log=print) -> ShardSet:
+    """The recipe's corpus as shards for `tokenizer`: opened from the cache, prepared if missing."""
+    folder = shards_folder(recipe.data, tokenizer)
+    if not (folder / META).exists():
+        write_shards(recipe.data, tokenizer, folder, log=log)
+    return ShardSet.open(folder)
+
+
+def prepared_split(recipe: Recipe, tokenizer) -> tuple[ShardSet, np.ndarray, np.ndarray]:
+    """(shards, train document ids, eval document ids): whole documents held out for evaluation."""
+    store = prepared_data(recipe, tokenizer)
+    train, held = split_documents(store.n_documents, recipe.data.validation_fraction, recipe.training.seed)
+    return store, train, held
+
+
+def documents_for(recipe: Recipe, tokenizer) -> tuple[list, list]:
+    """(train, eval) documents as lists of sentences of ids: for tests and small corpora only."""
+    store, train, held = prepared_split(recipe, tokenizer)
+
+    def docs(ids):
+        out = []
+        for d in ids:
+            b = store.sentence_bounds(int(d))
+            out.append([store.tokens(int(s), int(e)).tolist() for s, e in zip(b[:-1], b[1:])])
+        return out
+
+    return docs(train), docs(held)

@@ -1,0 +1,64 @@
+"""What every fine-tuning task needs: the checkpoint's config, the input length it supports, and
+evaluation rows gathered from all ranks, and a fast probe of the Hub for the data loaders."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from urllib.parse import urlparse
+
+from pipelines.errors import LmforgeError
+
+log = logging.getLogger(__name__)
+
+
+def checkpoint_config(path: str):
+    """The transformers config of checkpoint `path`; a user error when it cannot be read."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as exc:
+        raise LmforgeError(f"--model {path}: cannot read its config: {' '.join(str(exc).split())[:200]}") from None
+
+
+def fit_max_length(recipe, tokenizer, config=None) -> int:
+    """recipe.data.max_seq_length, lowered to what the checkpoint can embed (its position table, the
+    tokenizer's model_max_length), as transformers' run_glue.py does: a recipe default of 128 must
+    not index past a tiny model's 64 positions. Relative-position models (T5) have no table; only
+    the tokenizer limits them. The recipe is not changed: the caller keeps the result."""
+    config = config or checkpoint_config(recipe.model.name_or_path)
+    limits = [getattr(config, k) for k in ("max_position_embeddings", "n_positions") if getattr(config, k, None)]
+    limits += [tokenizer.model_max_length] if tokenizer.model_max_length else []
+    wanted = recipe.data.max_seq_length
+    if limits and min(limits) < wanted:
+        log.warning("data.max_seq_length %d exceeds what %s supports; using %d", wanted,
+                    recipe.model.name_or_path, int(min(limits)))
+        return int(min(limits))
+    return wanted
+
+
+def gather(objects: list) -> list:
+    """All ranks' lists, concatenated (a no-op in one process)."""
+    from accelerate.utils import gather_object
+
+    return gather_object(objects)
+
+
+def hub_unreachable() -> str | None:
+    """Why the Hub cannot be reached, or None. Without this, huggingface_hub retries a dead network
+    for ~25 s (5 backoffs) per file before load_dataset gives up."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return None  # offline mode only reads the local cache and fails within a second
+    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None  # a proxy decides what is reachable; a direct probe would be wrong
+    url = urlparse(constants.ENDPOINT)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=3).close()
+    except OSError as e:
+        return f"{host}:{port} is unreachable ({e})"
+    return None
