@@ -16,7 +16,7 @@ ARGS       ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast pretrain finetune tokenizer corpus bench lint recipes clean
+.PHONY: install test test-fast prepare pretrain finetune tokenizer corpus bench lint recipes clean
 
 install: $(VENV)/.installed
 
@@ -32,6 +32,9 @@ test: install
 
 test-fast: install
 	$(PY) -m pytest -q tests -m "not slow"
+
+prepare: install
+	$(PY) -m pipelines prepare $(MODEL) $(ARGS)
 
 pretrain: install
 	$(PY) -m pipelines pretrain $(MODEL) $(ARGS)

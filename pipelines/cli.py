@@ -1,6 +1,7 @@
 """Command line: `python -m pipelines <command> ...` (also `lmforge <command>` once installed).
 
     pretrain  RECIPE [key=value ...]         train a recipe from tasks/recipes (or a YAML path)
+    prepare   RECIPE [key=value ...]         tokenize its corpus once into memory-mapped shards
     finetune  --task glue|glue/sst2 --model CHECKPOINT [--glue_dir DIR] [key=value ...]
     tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR
     corpus    [--output PATH]                write the embedded default corpus
@@ -31,6 +32,21 @@ def _pretrain(args) -> int:
         first, last = result.history[0]["loss"], result.history[-1]["loss"]
         print(f"{recipe.name}: {result.steps} steps, loss {first:.4f} -> {last:.4f}; "
               f"exported: {', '.join(str(d) for d in result.export_dirs)}")
+    return 0
+
+
+def _prepare(args) -> int:
+    from pipelines.config import load_recipe
+    from pipelines.data.prepare import shards_folder
+    from tasks.base import get_task
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    task = get_task(recipe.task)(recipe)
+    tokenizer = task.load_tokenizer()
+    task.setup(tokenizer)
+    train, held = task.prepare(tokenizer)
+    print(f"{recipe.name}: {len(train):,} training and {len(held):,} evaluation examples from "
+          f"{shards_folder(recipe.data, tokenizer)}")
     return 0
 
 
@@ -91,6 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
     pt.add_argument("recipe", help="recipe name (tasks/recipes/NAME.yaml) or path to a YAML file")
     pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=100")
     pt.set_defaults(func=_pretrain)
+    pr = sub.add_parser("prepare", help="tokenize a recipe's corpus into cached shards (pretrain does it when missing)")
+    pr.add_argument("recipe", help="recipe name (tasks/recipes/NAME.yaml) or path to a YAML file")
+    pr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.corpus=/data/wiki")
+    pr.set_defaults(func=_prepare)
     ft = sub.add_parser("finetune", help="fine-tune a checkpoint on GLUE or a seq2seq task")
     ft.add_argument("--task", required=True, help="glue | glue/<task> (e.g. glue/sst2) | summarization")
     ft.add_argument("--model", required=True, help="checkpoint folder, Hub name, or a pretrain recipe name")

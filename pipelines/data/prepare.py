@@ -30,8 +30,16 @@ from pipelines.data.shards import (
     token_dtype,
     write_meta,
 )
-from pipelines.data.sources import cache_home, fingerprint, iter_documents, source_fingerprint
+from pipelines.data.sources import (
+    cache_home,
+    fingerprint,
+    iter_documents,
+    iter_file_documents,
+    local_files,
+    source_fingerprint,
+)
 from pipelines.data.tokenize import encode_documents, tokenizer_fingerprint, tokenizer_threads
+from pipelines.errors import LmforgeError
 
 BATCH_DOCUMENTS = 512
 
@@ -56,6 +64,37 @@ def batched(iterable, n: int):
         yield batch
 
 
+def source_streams(data: DataSection):
+    """(shard prefix, documents) per source: one per local file (f00000, f00001, ... in sorted file
+    order), or one for a Hub dataset. Per-file prefixes let a distributed preparation (datatrove,
+    pipelines/data/datatrove_prepare.py) write the same shards as this one, each task its own files."""
+    files = local_files(data)
+    if files is None:
+        yield "hub", iter_documents(data)
+        return
+    budget = data.max_documents
+    for i, path in enumerate(files):
+        docs = (d for d in iter_file_documents(path, data.text_column) if d)
+        if budget is not None:
+            docs = islice(docs, budget)
+        counted = _Counted(docs)
+        yield f"f{i:05d}", counted
+        if budget is not None:
+            budget -= counted.n
+            if budget <= 0:
+                return
+
+
+class _Counted:
+    def __init__(self, it):
+        self.it, self.n = iter(it), 0
+
+    def __iter__(self):
+        for x in self.it:
+            self.n += 1
+            yield x
+
+
 def write_shards(data: DataSection, tokenizer, folder: Path, shard_tokens: int = 2**28, log=print) -> dict:
     """Stream, tokenize and write the corpus into `folder` (temp folder + rename); returns meta."""
     folder.parent.mkdir(parents=True, exist_ok=True)
@@ -63,13 +102,17 @@ def write_shards(data: DataSection, tokenizer, folder: Path, shard_tokens: int =
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     dtype = token_dtype(len(tokenizer))
-    writer = ShardWriter(tmp, dtype, shard_tokens)
-    start, chars = time.perf_counter(), 0
+    start, chars, shards = time.perf_counter(), 0, []
     with tokenizer_threads():
-        for docs in batched(iter_documents(data), BATCH_DOCUMENTS):
-            chars += sum(len(s) + 1 for d in docs for s in d)
-            writer.add(encode_documents(tokenizer, docs))
-    shards = writer.close()
+        for prefix, documents in source_streams(data):
+            writer = ShardWriter(tmp, dtype, shard_tokens, prefix=prefix)
+            for docs in batched(documents, BATCH_DOCUMENTS):
+                chars += sum(len(s) + 1 for d in docs for s in d)
+                writer.add(encode_documents(tokenizer, docs))
+            shards += writer.close()
+    if not sum(s["tokens"] for s in shards):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise LmforgeError(f"data.corpus '{data.corpus}': no text found")
     seconds = time.perf_counter() - start
     write_meta(tmp, shards, dtype, {"source": source_fingerprint(data), "tokenizer": tokenizer_fingerprint(tokenizer),
                                     "vocab_size": len(tokenizer), "text_chars": chars, "seconds": round(seconds, 2)})
