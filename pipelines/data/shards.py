@@ -47,6 +47,20 @@ class EncodedDocuments:
     document_sizes: np.ndarray  # [n_documents] int64: sentences per document, every one > 0
 
 
+def _starts(sizes: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
+
+
+def _split(batch: EncodedDocuments, n_docs: int) -> tuple[EncodedDocuments, EncodedDocuments]:
+    """The first n_docs documents of a batch, and the rest."""
+    n_sent = int(batch.document_sizes[:n_docs].sum())
+    n_tok = int(batch.sentence_lengths[:n_sent].sum())
+    return (EncodedDocuments(batch.tokens[:n_tok], batch.word_starts[:n_tok], batch.sentence_lengths[:n_sent],
+                             batch.document_sizes[:n_docs]),
+            EncodedDocuments(batch.tokens[n_tok:], batch.word_starts[n_tok:], batch.sentence_lengths[n_sent:],
+                             batch.document_sizes[n_docs:]))
+
+
 class ShardWriter:
     """Appends encoded documents to shard files, starting a new shard past `shard_tokens` tokens.
     `prefix` names the shards (datatrove tasks each write their own prefix into one folder)."""
@@ -65,10 +79,19 @@ class ShardWriter:
                       "n_tokens": 0, "n_sentences": 0}
 
     def add(self, batch: EncodedDocuments):
-        if not len(batch.document_sizes):
-            return
-        if self._open is None:
-            self._start()
+        """Append documents; a shard closes at the first document boundary past shard_tokens."""
+        while len(batch.document_sizes):
+            if self._open is None:
+                self._start()
+            room = self.shard_tokens - self._open["n_tokens"]
+            doc_tokens = np.cumsum(np.add.reduceat(batch.sentence_lengths, _starts(batch.document_sizes)))
+            take = min(int(np.searchsorted(doc_tokens, room, side="left")) + 1, len(doc_tokens))
+            head, batch = _split(batch, take)
+            self._append(head)
+            if self._open["n_tokens"] >= self.shard_tokens:
+                self._finish_shard()
+
+    def _append(self, batch: EncodedDocuments):
         s = self._open
         if batch.tokens.max(initial=0) > np.iinfo(self.dtype).max:
             raise LmforgeError(f"token id {int(batch.tokens.max())} does not fit the shard dtype {self.dtype}")
@@ -78,8 +101,6 @@ class ShardWriter:
         s["documents"].append(s["n_sentences"] + np.cumsum(batch.document_sizes))
         s["n_tokens"] += int(batch.sentence_lengths.sum())
         s["n_sentences"] += len(batch.sentence_lengths)
-        if s["n_tokens"] >= self.shard_tokens:
-            self._finish_shard()
 
     def _finish_shard(self):
         s, self._open = self._open, None
