@@ -21,13 +21,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from tasks.base import register
+from tasks.shared.masking import MlmParams
 from tasks.shared.sentence_pairs import (
     DocumentBounds,
     Pair,
-    PairParams,
     PairTask,
     chunks,
-    pairs_from_lists,
     target_length,
     truncate_range_pair,
 )
@@ -61,19 +60,10 @@ def sop_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
     return pairs
 
 
-def sop_pairs(documents, max_tokens: int, generator, short_seq_prob: float = 0.1):
-    """sop_ranges on in-memory documents of sentences of ids: (tokens_a, tokens_b, is_swapped)."""
-    from pipelines.data.shards import ShardSet
-    from tasks.shared.sentence_pairs import check_documents
-
-    store = ShardSet.in_memory(documents)
-    check_documents(store, np.arange(store.n_documents), max_tokens, "SOP")
-    return pairs_from_lists(sop_ranges, documents, max_tokens, generator, short_seq_prob=short_seq_prob)
-
-
 @dataclass
-class AlbertParams(PairParams):
+class AlbertParams(MlmParams):
     masking: str = "ngram"  # ALBERT's n-gram masking (max n = 3); token | whole_word | span also work
+    short_seq_prob: float = 0.1  # as BERT: 10 % of pairs use a shorter random target length
 
 
 @register("albert-mlm-sop")
@@ -82,6 +72,4 @@ class AlbertMlmSop(PairTask):
     tokenizer_kinds = ("unigram",)
     pair_term = "sop"
     loss_weights = {"mlm": 1.0, "sop": 1.0}
-
-    def pair_builder(self):
-        return sop_ranges
+    pair_builder = staticmethod(sop_ranges)

@@ -1,20 +1,18 @@
 """BART denoising pretraining (Lewis et al. 2019) on AutoModelForSeq2SeqLM (BartForConditionalGeneration).
 
 Examples are runs of whole sentences of one document, at most data.max_seq_length - 2 tokens
-(pipelines.data.packing.pack_sentences, fairseq's complete_doc). The collator corrupts them afresh per
-batch (tasks/denoising.py: text infilling 30 % with Poisson(3) spans and full sentence
+(pipelines/data/packing.py SentenceRuns, fairseq's complete_doc). The collator corrupts them afresh per
+batch (below: text infilling 30 % with Poisson(3) spans and full sentence
 permutation, the final BART setting; token deletion and document rotation off by default) and
 the decoder reconstructs the original <s> text </s>.
 
 Special ids follow facebook/bart-base: the decoder starts from </s> (fairseq's prev_output_tokens),
 generate() forces <s> as the first token and </s> at the maximum length.
 
-## The data side
-
-BART denoising, the data side (Lewis et al. 2019, sec. 2.2; fairseq data/denoising_dataset.py).
+The noise (sec. 2.2; fairseq data/denoising_dataset.py)
 
 An example is a list of sentences of token ids (no special tokens), consecutive sentences of one
-document (pipelines.data.packing.pack_sentences makes them). The decoder target is the original text,
+document (SentenceRuns makes them). The decoder target is the original text,
 <s> sentences </s>; the encoder input is the same text corrupted, in fairseq's order:
 
 1. sentence permutation: ceil(n_sentences * ratio) sentences shuffled among their own places
@@ -36,14 +34,14 @@ is never longer than the target (fairseq's inserts can grow it).
 Hand-written: transformers has no BART infilling collator (its run_bart_dlm_flax example is
 Flax-only and also places spans independently).
 
-BartForConditionalGeneration builds decoder_input_ids from labels itself (shift right with
-decoder_start_token_id = </s>, as fairseq's prev_output_tokens), so the batch has no decoder ids.
+The task adds decoder_input_ids = labels shifted right behind </s> (fairseq's prev_output_tokens;
+tasks/shared/encoder_decoder.py), so the model is called without labels.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -205,26 +203,11 @@ def bart_denoising_batch(examples: list[list[list[int]]], bos_id: int, eos_id: i
             "labels": pad_stack(targets, -100)}
 
 
-@dataclass
-class DenoisingParams:
-    mask_ratio: float = 0.3  # share of tokens covered by infilling spans
-    poisson_lambda: float = 3.0  # mean infilling span length
-    permute_sentence_ratio: float = 1.0  # share of sentences shuffled
-    deletion_ratio: float = 0.0  # share of tokens deleted
-    rotate_ratio: float = 0.0  # probability of rotating the document
-
-
 @register("bart-denoising")
 class BartDenoising(Seq2SeqPretraining):
-    Params = DenoisingParams
+    Params = BartNoise  # the recipe's `objective` section is the noise; checked when the recipe loads
     loss_weights = {"denoising": 1.0}
     tokenizer_kinds = ("bpe", "wordpiece", "unigram")  # any kind with bos, eos, pad and mask tokens
-
-    def __init__(self, recipe):
-        super().__init__(recipe)
-        from tasks.objectives.bart_denoising import BartNoise
-
-        self.noise = BartNoise(**asdict(self.params)).check(f"recipe '{recipe.name}', section 'objective'")
 
     def decoder_start_id(self, tokenizer) -> int:
         return tokenizer.eos_token_id
@@ -253,11 +236,9 @@ class BartDenoising(Seq2SeqPretraining):
         return views[0], views[1]
 
     def collate(self, examples, generator):
-        from tasks.objectives.bart_denoising import bart_denoising_batch
-
         tok = self.tokenizer
         batch = bart_denoising_batch(examples, tok.bos_token_id, tok.eos_token_id, tok.mask_token_id,
-                                     tok.pad_token_id, self.recipe.data.max_seq_length, generator, self.noise)
+                                     tok.pad_token_id, self.recipe.data.max_seq_length, generator, self.params)
         return self.with_decoder_inputs(batch)
 
     def build_model(self, tokenizer):

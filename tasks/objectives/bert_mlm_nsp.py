@@ -11,16 +11,18 @@ next_sentence_label: 0 = B continues A, 1 = B is random (transformers' conventio
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from pipelines.errors import LmforgeError
 from tasks.base import register
+from tasks.shared.masking import MlmParams
 from tasks.shared.sentence_pairs import (
     DocumentBounds,
     Pair,
     PairTask,
     chunks,
-    pairs_from_lists,
     target_length,
     truncate_range_pair,
 )
@@ -73,21 +75,17 @@ def nsp_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
     return pairs
 
 
-def nsp_pairs(documents, max_tokens: int, generator, short_seq_prob: float = 0.1):
-    """nsp_ranges on in-memory documents of sentences of ids: (tokens_a, tokens_b, is_random_next)."""
-    from pipelines.data.shards import ShardSet
-    from tasks.shared.sentence_pairs import check_documents
+@dataclass
+class BertParams(MlmParams):
+    """MLM (mlm_probability 0.15, 80/10/10; tasks/shared/masking.py) plus the pair builder's setting."""
 
-    store = ShardSet.in_memory(documents)
-    check_documents(store, np.arange(store.n_documents), max_tokens, "NSP")
-    return pairs_from_lists(nsp_ranges, documents, max_tokens, generator, short_seq_prob=short_seq_prob)
+    short_seq_prob: float = 0.1  # BERT: 10 % of pairs use a shorter random target length
 
 
 @register("bert-mlm-nsp")
 class BertMlmNsp(PairTask):
+    Params = BertParams
     tokenizer_kinds = ("wordpiece",)
     pair_term = "nsp"
     loss_weights = {"mlm": 1.0, "nsp": 1.0}
-
-    def pair_builder(self):
-        return nsp_ranges
+    pair_builder = staticmethod(nsp_ranges)

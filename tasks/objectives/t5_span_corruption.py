@@ -1,20 +1,17 @@
 """T5 span corruption pretraining (Raffel et al. 2020) on AutoModelForSeq2SeqLM (T5ForConditionalGeneration).
 
 Documents are concatenated with no separator (T5's C4 stream) and cut into raw blocks of
-`tokens_length` ids, the length whose corrupted encoder input is exactly data.max_seq_length
-including the final </s> (compute_t5_input_and_target_lengths: 512 -> 568 raw tokens, 114
-target tokens). The collator draws a fresh noise mask per batch (tasks/span_corruption.py).
-The decoder starts from <pad> (T5's convention). The T5 v1.1 architecture (gated-GELU,
-untied embeddings, no dropout in pretraining) is set in the recipes; untying needs help in
-transformers 5 (untie_lm_head below).
+`tokens_length` ids (pipelines/data/packing.py PackedBlocks), the length whose corrupted encoder
+input is exactly data.max_seq_length including the final </s> (compute_t5_input_and_target_lengths:
+512 -> 568 raw tokens, 114 target tokens). The collator draws a fresh noise mask per batch (below),
+and the task adds decoder_input_ids = labels shifted right behind <pad> (T5's start token;
+tasks/shared/encoder_decoder.py), so the model is called without labels and computes no mean loss
+of its own. The T5 v1.1 architecture (gated-GELU, untied embeddings, no dropout in pretraining)
+is set in the recipes; untying needs help in transformers 5 (untie_lm_head below).
 
-## The data side
-
-T5 span corruption, the data side (Raffel et al. 2020, sec. 3.1.4 and 3.3).
-
-A packed block of `tokens_length` ids gets a noise mask of ~15 % of its tokens in spans of mean
-length 3; each noise span becomes ONE sentinel in the encoder input, and the target lists every
-sentinel followed by the span it replaced, then </s>:
+Span corruption itself (sec. 3.1.4 and 3.3): a packed block of `tokens_length` ids gets a noise
+mask of ~15 % of its tokens in spans of mean length 3; each noise span becomes ONE sentinel in the
+encoder input, and the target lists every sentinel followed by the span it replaced, then </s>:
 
     tokens  : Thank you for inviting me to your party last week .      (the paper's Figure 2)
     input   : Thank you <X> me to your party <Y> week . </s>
@@ -179,8 +176,7 @@ def t5_span_corruption_batch(examples, sentinel_ids, eos_id: int, pad_id: int,
     """Corrupt a micro-batch of packed blocks (token-id lists, normally all `tokens_length` long).
 
     Returns LongTensors input_ids / attention_mask / labels; labels are padded with -100 (ignored by
-    the loss). T5ForConditionalGeneration builds decoder_input_ids from labels itself (shift right,
-    pad as the start token). Blocks of one length are corrupted in one vectorised pass."""
+    the loss); the task adds decoder_input_ids. Blocks of one length are corrupted in one vectorised pass."""
     rng = numpy_rng(generator)
     by_length: dict[int, list[int]] = {}
     for i, ex in enumerate(examples):
@@ -221,8 +217,6 @@ class T5SpanCorruption(Seq2SeqPretraining):
 
     def __init__(self, recipe):
         super().__init__(recipe)
-        from tasks.objectives.t5_span_corruption import compute_t5_input_and_target_lengths
-
         t = recipe.training
         if t.mixed_precision == "fp16" and not t.allow_fp16:
             # T5's feed-forward activations exceed fp16's range (65504): inf, then NaN losses. T5 was
@@ -264,8 +258,6 @@ class T5SpanCorruption(Seq2SeqPretraining):
         return views[0], views[1]
 
     def collate(self, examples, generator):
-        from tasks.objectives.t5_span_corruption import t5_span_corruption_batch
-
         tok, p = self.tokenizer, self.params
         batch = t5_span_corruption_batch([e["tokens"] for e in examples], self.sentinels, tok.eos_token_id,
                                          tok.pad_token_id, generator, p.noise_density, p.mean_noise_span_length)

@@ -282,8 +282,9 @@ class MlmParams:
         """Ranges, checked when the recipe loads (pipelines.config.validate_params)."""
         from pipelines.config import check_probability
 
-        for name in ("mlm_probability", "mask_replace_prob", "random_replace_prob"):
-            check_probability(where, name, getattr(self, name))
+        for name in vars(self):  # every probability, also those of subclasses (short_seq_prob, ...)
+            if name.endswith(("_prob", "_probability")):
+                check_probability(where, name, getattr(self, name))
         if self.mask_replace_prob + self.random_replace_prob > 1:
             raise LmforgeError(f"{where}: mask_replace_prob + random_replace_prob must be <= 1, got "
                                f"{self.mask_replace_prob} + {self.random_replace_prob}")

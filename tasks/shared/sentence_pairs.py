@@ -16,8 +16,6 @@ TextDatasetForNextSentencePrediction).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
@@ -25,7 +23,7 @@ from pipelines.data.shards import ShardSet
 from pipelines.errors import LmforgeError
 from tasks.base import Task
 from tasks.shared.batching import pad_stack
-from tasks.shared.masking import MaskingMixin, MlmParams, masked_accuracy
+from tasks.shared.masking import MaskingMixin, masked_accuracy
 from tasks.shared.modeling import init_model
 from tasks.shared.rng import numpy_rng
 
@@ -110,34 +108,24 @@ def pair_index(builder, store: ShardSet, doc_ids: np.ndarray, max_tokens: int, p
     return np.array(rows, np.int64).reshape(-1, 5)
 
 
-def pairs_from_lists(builder, documents, max_tokens: int, generator, **kw) -> list[tuple[list, list, bool]]:
+def pairs_from_lists(builder, documents, max_tokens: int, generator, objective: str,
+                     **kw) -> list[tuple[list, list, bool]]:
     """A range builder run on in-memory documents of sentences of ids; pairs as token lists."""
     store = ShardSet.in_memory(documents)
+    check_documents(store, np.arange(store.n_documents), max_tokens, objective)
     docs = DocumentBounds(store, np.arange(store.n_documents))
     return [(store.tokens(a0, a1).tolist(), store.tokens(b0, b1).tolist(), bool(flag))
             for a0, a1, b0, b1, flag in builder(docs, max_tokens, numpy_rng(generator), **kw)]
 
 
-@dataclass
-class PairParams(MlmParams):
-    short_seq_prob: float = 0.1  # BERT: 10 % of pairs use a shorter random target length
-
-    def check(self, where: str):
-        super().check(where)
-        from pipelines.config import check_probability
-
-        check_probability(where, "short_seq_prob", self.short_seq_prob)
-
-
 class PairTask(MaskingMixin, Task):
-    """MLM plus a sentence-pair classification head (NSP for BERT, SOP for ALBERT)."""
+    """MLM plus a sentence-pair classification head (NSP for BERT, SOP for ALBERT). Subclasses set
+    Params (MlmParams plus short_seq_prob) and pair_builder."""
 
-    Params = PairParams
     pair_term = "nsp"  # the name of the pair loss in logs: nsp | sop
 
-    def pair_builder(self):
-        """A function (documents, max_tokens, rng, short_seq_prob) -> iterable of Pair."""
-        raise NotImplementedError
+    # (documents, max_tokens, rng, short_seq_prob) -> list of Pair; set by the subclass
+    pair_builder = None
 
     def prepare(self, tokenizer):
         from pipelines.data.examples import ExampleView, cached_index
@@ -156,7 +144,7 @@ class PairTask(MaskingMixin, Task):
             params = {"task": self.name, "docs": ids, "max_tokens": max_tokens, "passes": passes, "seed": seed,
                       "short_seq_prob": self.params.short_seq_prob}
             index = cached_index(store, self.pair_term, params, lambda ids=ids, passes=passes, seed=seed: pair_index(
-                self.pair_builder(), store, ids, max_tokens, passes, seed, short_seq_prob=self.params.short_seq_prob))
+                self.pair_builder, store, ids, max_tokens, passes, seed, short_seq_prob=self.params.short_seq_prob))
             views.append(ExampleView(len(index), lambda i, index=index: self.example(store, index[i])))
         return views[0], views[1]
 

@@ -1,4 +1,4 @@
-"""Statistical tests of tasks/pairs.py (NSP, SOP) on the default corpus.
+"""Statistical tests of the NSP and SOP pair builders (tasks/objectives/bert_mlm_nsp.py, albert_sop.py).
 
 Pairs depend only on sentence lengths and document boundaries, not on token identity, so the
 corpus is pre-tokenized into words (tokenizers' BertPreTokenizer) and each word gets a unique,
@@ -15,11 +15,20 @@ from tokenizers import pre_tokenizers
 from pipelines.data.default_corpus import default_corpus_path
 from pipelines.data.sources import read_sentence_file
 from pipelines.errors import LmforgeError
-from tasks.objectives.albert_sop import sop_pairs
-from tasks.objectives.bert_mlm_nsp import nsp_pairs
-from tasks.shared.sentence_pairs import truncate_seq_pair
+from tasks.objectives.albert_sop import sop_ranges
+from tasks.objectives.bert_mlm_nsp import nsp_ranges
+from tasks.shared.sentence_pairs import pairs_from_lists, truncate_seq_pair
 
 MAX_TOKENS = 125  # max_seq_length 128 - [CLS] - 2 x [SEP]
+
+
+def nsp_pairs(documents, max_tokens, generator, **kw):
+    """The NSP builder on in-memory token lists: (tokens_a, tokens_b, is_random_next)."""
+    return pairs_from_lists(nsp_ranges, documents, max_tokens, generator, "NSP", **kw)
+
+
+def sop_pairs(documents, max_tokens, generator, **kw):
+    return pairs_from_lists(sop_ranges, documents, max_tokens, generator, "SOP", **kw)
 
 
 @pytest.fixture(scope="module")
