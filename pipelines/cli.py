@@ -141,10 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_command(func, args) -> int:
+    """func(args) with lmforge's exit convention: a user mistake is one `lmforge: error:` line and
+    exit 2, Ctrl-C is 130, anything else is a bug and keeps its traceback."""
     try:
-        code = args.func(args)
+        code = func(args)
     except LmforgeError as exc:
         print(f"lmforge: error: {exc}", file=sys.stderr)
         code = 2
@@ -153,6 +154,11 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     sys.stdout.flush()
     sys.stderr.flush()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    code = run_command(lambda a: a.func(a), build_parser().parse_args(argv))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # gloo process groups sometimes abort at interpreter exit after a finished run
         # (ENVIRONMENT.md: 3 of 8 runs); a hard exit after the flushes is clean.
