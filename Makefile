@@ -16,7 +16,7 @@ ARGS       ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast prepare pretrain finetune tokenizer corpus bench lint recipes clean
+.PHONY: install test test-fast prepare pretrain finetune tokenizer corpus bench bench-data lint recipes clean
 
 install: $(VENV)/.installed
 
@@ -55,6 +55,11 @@ recipes: install
 
 bench: install
 	$(PY) -m pipelines.bench $(ARGS)
+
+# issue #7 data-path numbers (prep MB/s vs HF run_mlm, pretrain peak RSS, time to first step);
+# builds 50 MB + 500 MB corpora in a temp folder: run it on a quiet machine
+bench-data: install
+	$(PY) -m pipelines.bench_data $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from pipelines.data.examples import RowBuffer
 from pipelines.data.shards import ShardSet
 from pipelines.errors import LmforgeError
 
@@ -109,7 +110,7 @@ class SentenceRuns:
 def build_sentence_runs(store: ShardSet, doc_ids: np.ndarray, max_tokens: int) -> np.ndarray:
     """int64 [n, 3] (document, start token, end token): pieces are whole sentences, or max_tokens
     cuts of a longer one; consecutive pieces are grouped while they fit in max_tokens."""
-    rows = []
+    rows = RowBuffer(3)
     for doc in doc_ids:
         bounds = store.sentence_bounds(int(doc))
         run_start, size = int(bounds[0]), 0
@@ -122,7 +123,7 @@ def build_sentence_runs(store: ShardSet, doc_ids: np.ndarray, max_tokens: int) -
                 size += piece
         if size:
             rows.append((doc, run_start, int(bounds[-1])))
-    return np.array(rows, np.int64).reshape(-1, 3)
+    return rows.array()
 
 
 def pack_contiguous(documents: list[list[int]], block_size: int, separator_id: int | None,

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.data.examples import RowBuffer
 from tasks.base import register
 from tasks.shared.masking import MlmParams
 from tasks.shared.sentence_pairs import (
     DocumentBounds,
-    Pair,
     PairTask,
     chunks,
     target_length,
@@ -33,7 +33,7 @@ from tasks.shared.sentence_pairs import (
 
 
 def sop_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
-               short_seq_prob: float = 0.1) -> list[Pair]:
+               short_seq_prob: float = 0.1) -> np.ndarray:
     """ALBERT SOP pairs (a_start, a_end, b_start, b_end, is_swapped) with len(a) + len(b) <= max_tokens:
     two consecutive segments of one document, swapped with probability 1/2.
 
@@ -42,7 +42,7 @@ def sop_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
     random-document pair (an NSP negative); here it is skipped, since SOP pairs must come from
     one document.
     """
-    pairs: list[Pair] = []
+    pairs = RowBuffer(5)
     for d in range(len(docs)):
         bounds = docs[d]
         target = target_length(max_tokens, short_seq_prob, rng)
@@ -57,7 +57,7 @@ def sop_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
             return end
 
         chunks(bounds, target, emit)
-    return pairs
+    return pairs.array()
 
 
 @dataclass

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipelines.data.examples import RowBuffer
 from pipelines.errors import LmforgeError
 from tasks.base import register
 from tasks.shared.masking import MlmParams
 from tasks.shared.sentence_pairs import (
     DocumentBounds,
-    Pair,
     PairTask,
     chunks,
     target_length,
@@ -42,13 +42,13 @@ def random_segment(docs: DocumentBounds, avoid: int, target: int, rng: np.random
 
 
 def nsp_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
-               short_seq_prob: float = 0.1) -> list[Pair]:
+               short_seq_prob: float = 0.1) -> np.ndarray:
     """BERT NSP pairs (a_start, a_end, b_start, b_end, is_random_next) with len(a) + len(b) <=
     max_tokens (pass max_seq_length - 3 for [CLS] A [SEP] B [SEP]). B is the true continuation with
     probability 1/2, else a span of another document; in document order, shuffled by the sampler."""
     if len(docs) < 2:
         raise LmforgeError("NSP needs at least 2 documents (random-next segments come from another document)")
-    pairs: list[Pair] = []
+    pairs = RowBuffer(5)
     for d in range(len(docs)):
         bounds = docs[d]
         if len(bounds) < 3:  # one sentence: could only make random-next pairs; still a source of random Bs
@@ -72,7 +72,7 @@ def nsp_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
             return end
 
         chunks(bounds, target, emit)
-    return pairs
+    return pairs.array()
 
 
 @dataclass

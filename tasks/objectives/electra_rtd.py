@@ -37,6 +37,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
+from pipelines.data.examples import RowBuffer
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register, write_pretrained
 from tasks.shared.batching import pad_stack
@@ -60,7 +61,7 @@ class RtdParams(MlmParams):
 
 
 def electra_ranges(docs, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,
-                   short_seq_prob: float = 0.05) -> list[tuple[int, int, int, int]]:
+                   short_seq_prob: float = 0.05) -> np.ndarray:
     """(a_start, a_end, b_start, b_end) token ranges per example (b empty: one segment), ELECTRA's
     ExampleBuilder: sentences of one document are gathered until they reach the target length (or the
     document ends), then split into two segments ((target - 3) // 2 tokens for A, a sentence crossing
@@ -71,7 +72,7 @@ def electra_ranges(docs, max_length: int, rng: np.random.Generator, single_segme
     One deliberate difference: once B has started, every later sentence goes to B. ELECTRA's code can
     put a later short sentence back into A, out of the text's order; here both segments stay contiguous
     text. Hand-written: no library builds ELECTRA's inputs."""
-    out: list[tuple[int, int, int, int]] = []
+    out = RowBuffer(4)
     target = max_length
     for d in range(len(docs)):
         bounds = docs[d].tolist()
@@ -91,7 +92,7 @@ def electra_ranges(docs, max_length: int, rng: np.random.Generator, single_segme
                 out.append((a0, a1, b0, b1))
                 c0 = i + 1
                 target = int(rng.integers(5, max_length + 1)) if rng.random() < short_seq_prob else max_length
-    return out
+    return out.array()
 
 
 def electra_segments(documents, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,
@@ -200,9 +201,8 @@ class ElectraRtd(MaskingMixin, Task):
                       "single": p.single_segment_prob, "short": p.short_seq_prob}
 
             def build(ids=ids, seed=seed):
-                rows = electra_ranges(DocumentBounds(store, ids), d.max_seq_length, np.random.default_rng(seed),
+                return electra_ranges(DocumentBounds(store, ids), d.max_seq_length, np.random.default_rng(seed),
                                       p.single_segment_prob, p.short_seq_prob)
-                return np.array(rows, np.int64).reshape(-1, 4)
 
             index = cached_index(store, "electra-segments", params, build)
             views.append(ExampleView(len(index), lambda i, index=index: self.segments_example(

@@ -27,8 +27,6 @@ from tasks.shared.masking import MaskingMixin, masked_accuracy
 from tasks.shared.modeling import init_model
 from tasks.shared.rng import numpy_rng
 
-Pair = tuple[int, int, int, int, bool]  # a_start, a_end, b_start, b_end, flag
-
 
 class DocumentBounds:
     """The documents `doc_ids` of a store as sentence-bound arrays, read on demand."""
@@ -104,8 +102,7 @@ def pair_index(builder, store: ShardSet, doc_ids: np.ndarray, max_tokens: int, p
     """int64 [n, 5] pairs of `builder` over `passes` passes (BERT's dupe_factor), one seeded rng."""
     rng = np.random.default_rng(seed)
     docs = DocumentBounds(store, doc_ids)
-    rows = [p for _ in range(passes) for p in builder(docs, max_tokens, rng, **kw)]
-    return np.array(rows, np.int64).reshape(-1, 5)
+    return np.concatenate([builder(docs, max_tokens, rng, **kw) for _ in range(passes)]).reshape(-1, 5)
 
 
 def pairs_from_lists(builder, documents, max_tokens: int, generator, objective: str,
