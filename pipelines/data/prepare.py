@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 
@@ -38,7 +39,7 @@ from pipelines.data.sources import (
     local_files,
     source_fingerprint,
 )
-from pipelines.data.tokenize import encode_documents, tokenizer_fingerprint, tokenizer_threads
+from pipelines.data.tokenize import encode_documents, encode_texts, tokenizer_fingerprint, tokenizer_threads
 from pipelines.errors import LmforgeError
 
 BATCH_DOCUMENTS = 512
@@ -103,12 +104,18 @@ def write_shards(data: DataSection, tokenizer, folder: Path, shard_tokens: int =
     shutil.rmtree(tmp, ignore_errors=True)
     dtype = token_dtype(len(tokenizer))
     start, chars, shards = time.perf_counter(), 0, []
-    with tokenizer_threads():
+    with tokenizer_threads(), ThreadPoolExecutor(1) as pool:
         for prefix, documents in source_streams(data):
             writer = ShardWriter(tmp, dtype, shard_tokens, prefix=prefix)
+            pending = None  # the Rust tokenizer encodes batch k+1 while numpy finishes batch k
             for docs in batched(documents, BATCH_DOCUMENTS):
                 chars += sum(len(s) + 1 for d in docs for s in d)
-                writer.add(encode_documents(tokenizer, docs))
+                ahead = (docs, pool.submit(encode_texts, tokenizer, docs))
+                if pending:
+                    writer.add(encode_documents(tokenizer, pending[0], pending[1].result()))
+                pending = ahead
+            if pending:
+                writer.add(encode_documents(tokenizer, pending[0], pending[1].result()))
             shards += writer.close()
     if not sum(s["tokens"] for s in shards):
         shutil.rmtree(tmp, ignore_errors=True)

@@ -35,28 +35,48 @@ def tokenizer_threads():
         os.environ["TOKENIZERS_PARALLELISM"] = old if old is not None else "false"
 
 
-def encode_documents(tokenizer, documents: list[list[str]]) -> EncodedDocuments:
+def encode_texts(tokenizer, documents: list[list[str]]):
+    """(Rust encodings of the documents' running texts, each document's sentence start characters).
+    Releases the GIL: prepare overlaps it with the numpy work of the previous batch."""
+    texts = [" ".join(doc) for doc in documents]
+    starts = [np.cumsum([0] + [len(s) + 1 for s in doc[:-1]]).tolist() for doc in documents]
+    return tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False), starts
+
+
+def _sentence_bounds(enc, char_starts: list[int], n_tokens: int) -> list[int]:
+    """Token index where each sentence after the first starts: the first token that starts at or
+    after the space before the sentence (byte-level BPE's "ĠIt", or a lone space token)."""
+    bounds, last = [], 0
+    for c in char_starts[1:]:
+        t, k = None, c
+        while t is None and k <= char_starts[-1]:  # a character the normalizer dropped: look further
+            t = enc.char_to_token(k)
+            k += 1
+        t = n_tokens if t is None else t
+        while t > last and (span := enc.token_to_chars(t - 1)) is not None and span[0] >= c - 1:
+            t -= 1
+        bounds.append(t)
+        last = t
+    return bounds
+
+
+def encode_documents(tokenizer, documents: list[list[str]], encoded=None) -> EncodedDocuments:
     """Tokenize documents (lists of sentences) as running text; empty sentences and documents are
-    dropped. No special tokens: objectives add them from the tokenizer's template."""
-    texts, char_starts = [], []
-    for doc in documents:
-        starts = np.cumsum([0] + [len(s) + 1 for s in doc[:-1]])
-        texts.append(" ".join(doc))
-        char_starts.append(starts)
-    encodings = tokenizer.backend_tokenizer.encode_batch(texts, add_special_tokens=False)
+    dropped. No special tokens: objectives add them from the tokenizer's template. `encoded` is
+    encode_texts' result when the caller ran it already."""
+    encodings, char_starts = encoded or encode_texts(tokenizer, documents)
     tokens, words, sentence_lengths, document_sizes = [], [], [], []
     for enc, starts in zip(encodings, char_starts):
         ids = np.asarray(enc.ids, dtype=np.int64)
         if not len(ids):
             continue
-        token_starts = np.fromiter((o[0] for o in enc.offsets), dtype=np.int64, count=len(ids))
-        # a token belongs to the sentence whose start (or the space before it) it is at or after
-        bounds = np.searchsorted(token_starts, np.maximum(starts[1:] - 1, 0), side="left")
+        bounds = np.maximum.accumulate(np.asarray(_sentence_bounds(enc, starts, len(ids)), np.int64)) \
+            if len(starts) > 1 else np.zeros(0, np.int64)
         lengths = np.diff(np.concatenate([[0], bounds, [len(ids)]]))
         lengths = lengths[lengths > 0]
-        word_ids = np.fromiter((-1 if w is None else w for w in enc.word_ids), dtype=np.int64, count=len(ids))
+        word_ids = np.array(enc.word_ids, dtype=float)  # None -> nan: never equal, so a word start
         starts_word = np.ones(len(ids), np.uint8)
-        starts_word[1:] = (word_ids[1:] != word_ids[:-1]) | (word_ids[1:] < 0)
+        starts_word[1:] = word_ids[1:] != word_ids[:-1]
         tokens.append(ids)
         words.append(starts_word)
         sentence_lengths.append(lengths)

@@ -41,7 +41,6 @@ from pipelines.data.examples import RowBuffer
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register, write_pretrained
 from tasks.shared.batching import pad_stack
-from tasks.shared.losses import token_ce_sum
 from tasks.shared.masking import IGNORE_INDEX, MaskingMixin, MlmParams
 from tasks.shared.modeling import init_model
 
@@ -142,7 +141,7 @@ def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float
 
 @dataclass
 class ElectraPretrainingOutput(ModelOutput):
-    generator_logits: torch.Tensor | None = None  # [B, T, V]
+    generator_logits: torch.Tensor | None = None  # [B, T, V], or [n_masked, V] with sparse prediction
     discriminator_logits: torch.Tensor | None = None  # [B, T]
     replaced: torch.Tensor | None = None  # [B, T] discriminator labels: 1 = differs from the original
     fake_input_ids: torch.Tensor | None = None  # [B, T] what the discriminator read
@@ -151,20 +150,25 @@ class ElectraPretrainingOutput(ModelOutput):
 class ElectraPretrainingModel(nn.Module):
     """Generator + discriminator with shared embeddings; forward = ELECTRA's training graph."""
 
-    def __init__(self, generator, discriminator, temperature: float = 1.0):
+    def __init__(self, generator, discriminator, temperature: float = 1.0, sparse_prediction: bool = True):
         super().__init__()
         self.generator = generator
         self.discriminator = discriminator
         self.temperature = temperature
+        self.sparse_prediction = sparse_prediction  # generator logits only at the masked positions
         share_embeddings(generator, discriminator)
 
     def forward(self, input_ids, attention_mask, token_type_ids, mlm_labels, sample_u) -> ElectraPretrainingOutput:
-        gen_logits = self.generator(input_ids=input_ids, attention_mask=attention_mask,
-                                    token_type_ids=token_type_ids).logits
+        from tasks.shared.sparse_head import predict_only
+
         selected = mlm_labels != IGNORE_INDEX
+        with predict_only(self.generator, selected if self.sparse_prediction else None):
+            gen_logits = self.generator(input_ids=input_ids, attention_mask=attention_mask,
+                                        token_type_ids=token_type_ids).logits
         original = torch.where(selected, mlm_labels, input_ids)
         with torch.no_grad():  # a discrete sample: the discriminator's loss never reaches the generator
-            sampled = sample_from_logits(gen_logits[selected], sample_u[selected], self.temperature)
+            masked_logits = gen_logits if self.sparse_prediction else gen_logits[selected]
+            sampled = sample_from_logits(masked_logits, sample_u[selected], self.temperature)
             fake = original.masked_scatter(selected, sampled)
         disc_logits = self.discriminator(input_ids=fake, attention_mask=attention_mask,
                                          token_type_ids=token_type_ids).logits
@@ -232,7 +236,7 @@ class ElectraRtd(MaskingMixin, Task):
                                    f"{' '.join(str(exc).split())[:200]}") from None
         else:
             gen = AutoModelForMaskedLM.from_config(generator_config(disc.config, p.generator_size_divisor))
-        return ElectraPretrainingModel(gen, disc, p.temperature)
+        return ElectraPretrainingModel(gen, disc, p.temperature, p.sparse_prediction)
 
     def loss_counts(self, batch):
         return {"mlm": (batch["labels"] != IGNORE_INDEX).sum(), "disc": batch["attention_mask"].sum()}
@@ -247,7 +251,7 @@ class ElectraRtd(MaskingMixin, Task):
         disc = nn.functional.binary_cross_entropy_with_logits(
             out.discriminator_logits.float(), out.replaced.float(), weight=batch["attention_mask"].float(),
             reduction="sum")
-        return {"mlm": token_ce_sum(out.generator_logits, batch["labels"]), "disc": disc}
+        return {"mlm": self.mlm_loss(out.generator_logits, batch["labels"]), "disc": disc}
 
     @torch.no_grad()
     def eval_metrics(self, model, batches):
@@ -259,7 +263,8 @@ class ElectraRtd(MaskingMixin, Task):
             sel, real = b["labels"] != IGNORE_INDEX, b["attention_mask"].bool()
             pred = (out.discriminator_logits > 0).long()
             n["masked"] += int(sel.sum())
-            n["argmax"] += int((out.generator_logits.argmax(-1)[sel] == b["labels"][sel]).sum())
+            argmax = out.generator_logits.argmax(-1)
+            n["argmax"] += int(((argmax[sel] if argmax.dim() == 2 else argmax) == b["labels"][sel]).sum())
             n["sampled"] += int((out.fake_input_ids[sel] == b["labels"][sel]).sum())
             n["tokens"] += int(real.sum())
             n["disc"] += int((pred == out.replaced)[real].sum())

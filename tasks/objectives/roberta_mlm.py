@@ -14,7 +14,6 @@ from __future__ import annotations
 from pipelines.data.examples import ExampleView
 from tasks.base import Task, register
 from tasks.shared.batching import pad_stack
-from tasks.shared.losses import token_ce_sum
 from tasks.shared.masking import MaskingMixin, MlmParams, masked_accuracy
 from tasks.shared.modeling import init_model
 from tasks.shared.template import special_template, template_example
@@ -65,10 +64,10 @@ class MaskedLM(MaskingMixin, Task):
         return {"mlm": (batch["labels"] != -100).sum()}
 
     def loss(self, model, batch):
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return {"mlm": token_ce_sum(out.logits, batch["labels"])}
+        out = self.mlm_output(model, batch, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        return {"mlm": self.mlm_loss(out.logits, batch["labels"])}
 
     def eval_metrics(self, model, batches):
-        return {"mlm_accuracy": masked_accuracy(model, batches, "logits")}
+        return {"mlm_accuracy": masked_accuracy(self, model, batches, "logits")}
 
 

@@ -277,6 +277,7 @@ class MlmParams:
     mask_replace_prob: float = 0.8  # of the selected positions -> [MASK]
     random_replace_prob: float = 0.1  # -> a random (non-special) token; the rest stay unchanged
     masking: str = "token"  # token | whole_word | span | ngram
+    sparse_prediction: bool = True  # the output layer only at masked positions (tasks/shared/sparse_head.py)
 
     def check(self, where: str):
         """Ranges, checked when the recipe loads (pipelines.config.validate_params)."""
@@ -343,6 +344,22 @@ class MaskingMixin:
             seg_b = list(zip(ids_b, wb.tolist()))
         return template_example(self.tokenizer, seg_a, seg_b)
 
+    def mlm_output(self, model, batch: dict, **inputs):
+        """model(**inputs), with sparse prediction when the recipe asks for it: then the MLM logits are
+        [n_masked, vocab] in the order of selected_labels(batch["labels"], True)."""
+        from tasks.shared.sparse_head import predict_only
+
+        selected = batch["labels"] != IGNORE_INDEX if self.params.sparse_prediction else None
+        with predict_only(model, selected):
+            return model(**inputs)
+
+    def mlm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Summed cross-entropy of the MLM logits (sparse or dense) against the batch's labels."""
+        from tasks.shared.losses import token_ce_sum
+        from tasks.shared.sparse_head import selected_labels
+
+        return token_ce_sum(logits, selected_labels(labels, self.params.sparse_prediction))
+
     @property
     def needs_word_ids(self) -> bool:
         """Word-level strategies need per-token word ids; examples carry them only then (memory)."""
@@ -379,13 +396,17 @@ class MaskingMixin:
 
 
 @torch.no_grad()
-def masked_accuracy(model, batches, logits_name: str) -> float:
+def masked_accuracy(task, model, batches, logits_name: str) -> float:
     """Share of masked positions whose argmax prediction is the original token."""
+    from tasks.shared.sparse_head import selected_labels
+
     right = total = 0
     for b in batches:
         inputs = {k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        logits = getattr(model(**inputs), logits_name)
+        logits = getattr(task.mlm_output(model, b, **inputs), logits_name)
         sel = b["labels"] != -100
-        right += int((logits.argmax(-1)[sel] == b["labels"][sel]).sum())
+        dense = logits.dim() == 3
+        right += int((logits.argmax(-1)[sel] if dense else logits.argmax(-1)).eq(
+            b["labels"][sel] if dense else selected_labels(b["labels"], True)).sum())
         total += int(sel.sum())
     return right / max(total, 1)

@@ -173,9 +173,9 @@ class PairTask(MaskingMixin, Task):
     def loss(self, model, batch):
         from tasks.shared.losses import token_ce_sum
 
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                    token_type_ids=batch["token_type_ids"])
-        return {"mlm": token_ce_sum(out.prediction_logits, batch["labels"]),
+        out = self.mlm_output(model, batch, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                              token_type_ids=batch["token_type_ids"])
+        return {"mlm": self.mlm_loss(out.prediction_logits, batch["labels"]),
                 self.pair_term: token_ce_sum(self._pair_logits(out), batch["pair_label"])}
 
     @torch.no_grad()
@@ -186,5 +186,5 @@ class PairTask(MaskingMixin, Task):
                         token_type_ids=b["token_type_ids"])
             right += int((self._pair_logits(out).argmax(-1) == b["pair_label"]).sum())
             total += b["pair_label"].numel()
-        return {"mlm_accuracy": masked_accuracy(model, batches, "prediction_logits"),
+        return {"mlm_accuracy": masked_accuracy(self, model, batches, "prediction_logits"),
                 f"{self.pair_term}_accuracy": right / max(total, 1)}
