@@ -29,10 +29,11 @@ def lmforge_home() -> Path:
     return Path(os.environ.get("LMFORGE_HOME", Path.home() / ".cache" / "lmforge"))
 
 
-def split_sentences(paragraph: str) -> list[str]:
-    """Regex sentence splitter: offline (nltk's punkt needs a download) and good enough for prose."""
+def split_sentences(paragraph: str, min_words: int = _MIN_WORDS) -> list[str]:
+    """Regex sentence splitter: offline (nltk's punkt needs a download) and good enough for prose.
+    Sentences under min_words words are dropped (the default corpus's noise filter; user text: 1)."""
     text = " ".join(paragraph.split())
-    return [s for s in _SENTENCE_END.split(text) if len(s.split()) >= _MIN_WORDS]
+    return [s for s in _SENTENCE_END.split(text) if len(s.split()) >= min_words]
 
 
 def _prose_paragraphs(docstring: str) -> list[str]:

@@ -43,11 +43,14 @@ from pipelines.data.tokenize import encode_documents, encode_texts, tokenizer_fi
 from pipelines.errors import LmforgeError
 
 BATCH_DOCUMENTS = 512
+# Bump when the way text is read or tokenized changes: shards cached by an older lmforge are
+# then prepared again instead of being reused with different tokens.
+PREPARE_VERSION = 2
 
 
 def shards_folder(data: DataSection, tokenizer) -> Path:
     root = Path(data.prepared_dir).expanduser() if data.prepared_dir else cache_home()
-    key = fingerprint(FORMAT_VERSION, source_fingerprint(data), tokenizer_fingerprint(tokenizer))
+    key = fingerprint(FORMAT_VERSION, PREPARE_VERSION, source_fingerprint(data), tokenizer_fingerprint(tokenizer))
     return root / key
 
 

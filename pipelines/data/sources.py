@@ -10,6 +10,7 @@ Local text files are read line by line in one of three layouts, told apart by th
 - BERT's pretraining format (blank lines present): one sentence per line, a blank line between
   documents;
 - anything else: one document per line, split into sentences.
+No text of a user's corpus is dropped: every sentence, however short, is kept.
 .json/.jsonl/.csv/.tsv/.parquet files are read with `datasets` (streaming) from data.text_column.
 """
 
@@ -63,7 +64,7 @@ def iter_text_file(path: Path) -> Iterator[Document]:
                             yield current
                         current = []
                     elif line.strip() and not _SUBHEADING.match(line.rstrip("\n")):
-                        current.extend(split_sentences(line))
+                        current.extend(split_sentences(line, min_words=1))
                 elif layout == "blank-line":
                     if line.strip():
                         current.append(line.strip())
@@ -71,7 +72,7 @@ def iter_text_file(path: Path) -> Iterator[Document]:
                         yield current
                         current = []
                 else:
-                    sentences = split_sentences(line)
+                    sentences = split_sentences(line, min_words=1)
                     if sentences:
                         yield sentences
     except UnicodeDecodeError as exc:
@@ -98,7 +99,7 @@ def rows_to_documents(texts, column: str, where: str) -> Iterator[Document]:
                 yield current
             current = []
         elif text and not _SUBHEADING.match(" " + text + " "):
-            current.extend(split_sentences(text) or [text])
+            current.extend(split_sentences(text, min_words=1))
     if current:
         yield current
 

@@ -398,15 +398,18 @@ class MaskingMixin:
 @torch.no_grad()
 def masked_accuracy(task, model, batches, logits_name: str) -> float:
     """Share of masked positions whose argmax prediction is the original token."""
-    from tasks.shared.sparse_head import selected_labels
-
     right = total = 0
     for b in batches:
         inputs = {k: v for k, v in b.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        logits = getattr(task.mlm_output(model, b, **inputs), logits_name)
-        sel = b["labels"] != -100
-        dense = logits.dim() == 3
-        right += int((logits.argmax(-1)[sel] if dense else logits.argmax(-1)).eq(
-            b["labels"][sel] if dense else selected_labels(b["labels"], True)).sum())
-        total += int(sel.sum())
+        hits, n = masked_hits(getattr(task.mlm_output(model, b, **inputs), logits_name), b["labels"])
+        right, total = right + hits, total + n
     return right / max(total, 1)
+
+
+def masked_hits(logits: torch.Tensor, labels: torch.Tensor) -> tuple[int, int]:
+    """(argmax hits, masked positions) of dense [B, T, V] or sparse [n_masked, V] MLM logits."""
+    from tasks.shared.sparse_head import selected_labels
+
+    sel = labels != -100
+    predicted = logits.argmax(-1)[sel] if logits.dim() == 3 else logits.argmax(-1)
+    return int((predicted == selected_labels(labels, True)).sum()), int(sel.sum())

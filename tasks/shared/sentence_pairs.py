@@ -23,7 +23,7 @@ from pipelines.data.shards import ShardSet
 from pipelines.errors import LmforgeError
 from tasks.base import Task
 from tasks.shared.batching import pad_stack
-from tasks.shared.masking import MaskingMixin, masked_accuracy
+from tasks.shared.masking import MaskingMixin, masked_hits
 from tasks.shared.modeling import init_model
 from tasks.shared.rng import numpy_rng
 
@@ -180,11 +180,14 @@ class PairTask(MaskingMixin, Task):
 
     @torch.no_grad()
     def eval_metrics(self, model, batches):
-        right = total = 0
+        """MLM and pair accuracy from one (sparse) forward per batch."""
+        n = {"pair": 0, "pairs": 0, "mlm": 0, "masked": 0}
         for b in batches:
-            out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"],
-                        token_type_ids=b["token_type_ids"])
-            right += int((self._pair_logits(out).argmax(-1) == b["pair_label"]).sum())
-            total += b["pair_label"].numel()
-        return {"mlm_accuracy": masked_accuracy(self, model, batches, "prediction_logits"),
-                f"{self.pair_term}_accuracy": right / max(total, 1)}
+            out = self.mlm_output(model, b, input_ids=b["input_ids"], attention_mask=b["attention_mask"],
+                                  token_type_ids=b["token_type_ids"])
+            n["pair"] += int((self._pair_logits(out).argmax(-1) == b["pair_label"]).sum())
+            n["pairs"] += b["pair_label"].numel()
+            hits, masked = masked_hits(out.prediction_logits, b["labels"])
+            n["mlm"], n["masked"] = n["mlm"] + hits, n["masked"] + masked
+        return {"mlm_accuracy": n["mlm"] / max(n["masked"], 1),
+                f"{self.pair_term}_accuracy": n["pair"] / max(n["pairs"], 1)}
