@@ -41,7 +41,9 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 
 
 def atomic_write_json(path: str | Path, obj, indent: int = 2) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=indent))
+    from pipelines.tracking import json_safe  # NaN / inf as null: bare NaN is not JSON
+
+    atomic_write_text(path, json.dumps(json_safe(obj), indent=indent))
 
 
 def replace_folder(tmp: Path, final: Path) -> None:

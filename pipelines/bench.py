@@ -59,7 +59,8 @@ def sst2(pretrained: str, glue_dir: str, overrides: list[str]) -> dict:
         for state in (AcceleratorState, GradientState, PartialState):  # two runs in one process
             state._reset_state() if state is not AcceleratorState else state._reset_state(True)
         summary = run_finetune("glue/sst2", pretrained, glue_dir=glue_dir,
-                               output_dir=f"runs/bench/sst2-{name}", overrides=[*overrides, *extra])
+                               output_dir=f"runs/bench/sst2-{name}",
+                               overrides=["training.overwrite_output_dir=true", *overrides, *extra])
         out[name] = summary["sst2"]["accuracy"]
     return out
 

@@ -3,7 +3,7 @@
     pretrain  RECIPE [key=value ...]         train a recipe from tasks/recipes (or a YAML path)
     prepare   RECIPE [key=value ...]         tokenize its corpus once into memory-mapped shards
     finetune  --task glue|glue/sst2 --model CHECKPOINT [--glue_dir DIR] [key=value ...]
-    tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR
+    tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR [--overwrite]
     corpus    [--output PATH]                write the embedded default corpus
     push      FOLDER --repo_id USER/NAME     upload an export to the Hugging Face Hub
     recipes                                  list recipes and tasks
@@ -17,7 +17,7 @@ import argparse
 import os
 import sys
 
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, Preempted
 
 
 def _pretrain(args) -> int:
@@ -38,10 +38,12 @@ def _pretrain(args) -> int:
 def _prepare(args) -> int:
     from pipelines.config import load_recipe
     from pipelines.data.prepare import shards_folder
+    from pipelines.run_folder import claim_output_dir
     from tasks.base import get_task
 
     recipe = load_recipe(args.recipe, args.overrides)
     task = get_task(recipe.task)(recipe)
+    claim_output_dir(recipe, training=False)  # its tokenizer goes to output_dir/tokenizer, as pretrain's would
     tokenizer = task.load_tokenizer()
     task.setup(tokenizer)
     train, held = task.prepare(tokenizer)
@@ -62,10 +64,12 @@ def _tokenizer(args) -> int:
     from pipelines.config import DataSection
     from pipelines.data.sources import sample_texts
     from tokenizer import build_tokenizer
+    from tokenizer.publish import check_tokenizer_folder
 
+    check_tokenizer_folder(args.output_dir, args.overwrite)  # before the corpus is read
     texts = sample_texts(DataSection(corpus=args.corpus, text_column=args.text_column), int(args.sample_mb * 1e6))
     tok = build_tokenizer(args.family, texts, args.vocab_size, args.output_dir,
-                          model_max_length=args.model_max_length)
+                          model_max_length=args.model_max_length, overwrite=args.overwrite)
     print(f"{args.family} tokenizer, {len(tok)} tokens -> {args.output_dir}")
     return 0
 
@@ -128,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     tk.add_argument("--model_max_length", type=int, default=512)
     tk.add_argument("--sample_mb", type=float, default=256.0, help="train on a seeded sample of this much text")
     tk.add_argument("--output_dir", required=True)
+    tk.add_argument("--overwrite", action="store_true",
+                    help="write into a folder holding other files (only its tokenizer files are replaced)")
     tk.set_defaults(func=_tokenizer)
     co = sub.add_parser("corpus", help="build the embedded default corpus")
     co.add_argument("--output", default=None)
@@ -143,9 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_command(func, args) -> int:
     """func(args) with lmforge's exit convention: a user mistake is one `lmforge: error:` line and
-    exit 2, Ctrl-C is 130, anything else is a bug and keeps its traceback."""
+    exit 2, Ctrl-C is 130, a training stopped by a signal after saving a checkpoint is 128 + the
+    signal (143 for SIGTERM), anything else is a bug and keeps its traceback."""
     try:
         code = func(args)
+    except Preempted as exc:
+        if str(exc):  # the main process's line: where the checkpoint is, how to resume
+            print(f"lmforge: {exc}", file=sys.stderr)
+        code = exc.code
     except LmforgeError as exc:
         print(f"lmforge: error: {exc}", file=sys.stderr)
         code = 2
@@ -158,6 +169,9 @@ def run_command(func, args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
     code = run_command(lambda a: a.func(a), build_parser().parse_args(argv))
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # gloo process groups sometimes abort at interpreter exit after a finished run

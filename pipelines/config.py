@@ -72,7 +72,7 @@ class TrainingSection:
     mixed_precision: str = "no"  # no | bf16 | fp16
     allow_fp16: bool = False  # tasks that overflow in fp16 (T5) refuse it unless this is set
     torch_compile: bool = False
-    dataloader_num_workers: int = 1  # processes that collate batches ahead of the step (0: in the loop)
+    dataloader_num_workers: int = -1  # processes collating ahead of the step; 0: in the loop; -1: 2 on GPU, 0 on CPU
     dataloader_prefetch_factor: int = 4  # batches each worker keeps ready
     seed: int = 42
     logging_steps: int = 10
@@ -81,6 +81,9 @@ class TrainingSection:
     save_steps: int = 500  # 0: no intermediate checkpoints
     save_total_limit: int = 2
     resume_from_checkpoint: str | None = None  # a checkpoint folder or "latest"
+    nonfinite: str = "stop"  # a NaN/inf loss or gradient norm: stop (last good checkpoint kept) | skip the step
+    max_skipped_steps: int = 10  # nonfinite=skip: stop after more than this many non-finite steps in a row
+    overwrite_output_dir: bool = False  # remove what lmforge wrote in output_dir first (never other files)
     report_to: str = "none"  # none | wandb | tensorboard
     run_name: str | None = None
     project: str = "lmforge"
@@ -246,12 +249,17 @@ def check_recipe_values(recipe: Recipe) -> None:
     if t.max_steps == -1:
         check_range(where, "training.num_train_epochs", t.num_train_epochs, lo=0, lo_open=True)
     check_range(where, "training.learning_rate", t.learning_rate, lo=0, lo_open=True)
+    check_range(where, "training.dataloader_num_workers", t.dataloader_num_workers, lo=-1)
+    check_range(where, "training.dataloader_prefetch_factor", t.dataloader_prefetch_factor, lo=1)
+    check_range(where, "tokenizer.train_sample_mb", recipe.tokenizer.train_sample_mb, lo=0, lo_open=True)
     check_range(where, "training.warmup_ratio", t.warmup_ratio, lo=0, hi=1, hi_open=True)
     for name in ("adam_beta1", "adam_beta2"):
         check_range(where, f"training.{name}", getattr(t, name), lo=0, hi=1, hi_open=True)
     check_range(where, "training.adam_epsilon", t.adam_epsilon, lo=0, lo_open=True)
     check_choice(where, "training.lr_scheduler_type", t.lr_scheduler_type, scheduler_names(t.lr_scheduler_type))
     check_choice(where, "training.mixed_precision", t.mixed_precision, ("no", "bf16", "fp16"))
+    check_choice(where, "training.nonfinite", t.nonfinite, ("stop", "skip"))
+    check_range(where, "training.max_skipped_steps", t.max_skipped_steps, lo=0)
     check_choice(where, "training.report_to", t.report_to, REPORTERS)
 
     check_range(where, "data.max_seq_length", d.max_seq_length, lo=8)

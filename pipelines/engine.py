@@ -19,9 +19,11 @@ import torch
 from pipelines import checkpoint
 from pipelines.config import Recipe, TrainingSection, recipe_to_dict
 from pipelines.data.sampler import GlobalBatchSampler, collate_seed
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, Preempted
 from pipelines.flops import mfu
-from pipelines.tracking import JsonlLog, log_with
+from pipelines.preemption import StopSignals
+from pipelines.resume import check_resumed_schedule, schedule_settings
+from pipelines.tracking import JsonlLog, json_safe, log_with
 
 
 @dataclass
@@ -39,9 +41,14 @@ def make_accelerator(t: TrainingSection):
 
     if t.mixed_precision not in ("no", "bf16", "fp16"):
         raise LmforgeError(f"training.mixed_precision: '{t.mixed_precision}' is not one of no, bf16, fp16")
-    return Accelerator(mixed_precision=t.mixed_precision, gradient_accumulation_steps=t.gradient_accumulation_steps,
-                       log_with=log_with(t.report_to),
-                       project_config=ProjectConfiguration(project_dir=t.output_dir, logging_dir=t.output_dir))
+    accelerator = Accelerator(mixed_precision=t.mixed_precision,
+                              gradient_accumulation_steps=t.gradient_accumulation_steps, log_with=log_with(t.report_to),
+                              project_config=ProjectConfiguration(project_dir=t.output_dir, logging_dir=t.output_dir))
+    if t.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        # accelerate runs fp16 on a CPU as plain fp32 without a word, and the model card would say fp16
+        raise LmforgeError("training.mixed_precision=fp16 needs a GPU; this machine trains on the CPU, where it "
+                           "would silently be fp32. Use bf16 (CPU autocast) or no")
+    return accelerator
 
 
 def build_optimizer(model, t: TrainingSection) -> torch.optim.Optimizer:
@@ -67,6 +74,10 @@ def train_step(accelerator, model, optimizer, task, micro_batches: list[dict], m
     scaled by the world size (DDP averages gradients over ranks) and by the number of
     micro-batches (accelerate divides by it in backward, DeepSpeed too): the gradient is
     exactly that of the global-batch average.
+
+    A step whose loss or gradient norm is NaN/inf is not applied (logs["nonfinite"] says which);
+    the values are reduced over all ranks, so every rank decides alike. Exceptions: DeepSpeed
+    steps inside backward, and fp16's grad scaler skips inf gradients itself (a normal event there).
     """
     counts = [task.loss_counts(b) for b in micro_batches]
     names = list(task.loss_weights)
@@ -74,7 +85,6 @@ def train_step(accelerator, model, optimizer, task, micro_batches: list[dict], m
     total = accelerator.reduce(local, reduction="sum").clamp_min(1.0)
     scale = accelerator.num_processes * len(micro_batches)
     sums = torch.zeros(len(names), device=accelerator.device)
-    grad_norm = None
     model.train()
     for batch in micro_batches:
         with accelerator.accumulate(model):
@@ -83,16 +93,33 @@ def train_step(accelerator, model, optimizer, task, micro_batches: list[dict], m
             loss = sum(task.loss_weights[n] * terms[n] / total[i] for i, n in enumerate(names))
             accelerator.backward(loss * scale)
             sums += torch.stack([terms[n].detach().float() for n in names])
-            if accelerator.sync_gradients and max_grad_norm > 0:
-                grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-    means = accelerator.reduce(sums, reduction="sum") / total
-    logs = {f"loss/{n}": means[i].item() for i, n in enumerate(names)} if len(names) > 1 else {}
-    logs["loss"] = sum(task.loss_weights[n] * means[i].item() for i, n in enumerate(names))
+    means = (accelerator.reduce(sums, reduction="sum") / total).tolist()  # the step's one host sync
+    logs = {f"loss/{n}": means[i] for i, n in enumerate(names)} if len(names) > 1 else {}
+    logs["loss"] = sum(task.loss_weights[n] * means[i] for i, n in enumerate(names))
+    grad_norm = None
+    if accelerator.sync_gradients:
+        # without clipping the norm is still measured (to see a NaN): clipping at inf scales by exactly 1
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm if max_grad_norm > 0 else math.inf)
     if grad_norm is not None:
         logs["grad_norm"] = float(grad_norm)
+    bad = nonfinite(logs, names, check_grad=accelerator.scaler is None)
+    if bad:
+        logs["nonfinite"] = bad
+    if not bad or accelerator.scaler is not None:  # the scaler must see its step (it skips inf gradients)
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
     return logs
+
+
+def nonfinite(logs: dict, names: list[str], check_grad: bool = True) -> str | None:
+    """'loss is nan (mlm nan, nsp 0.6931)' / 'gradient norm is inf (loss 3.2)' for a bad step, else None."""
+    if not math.isfinite(logs["loss"]):
+        terms = ", ".join(f"{n} {logs[f'loss/{n}']:.4g}" for n in names) if len(names) > 1 else ""
+        return f"loss is {logs['loss']}" + (f" ({terms})" if terms else "")
+    g = logs.get("grad_norm")
+    if check_grad and g is not None and not math.isfinite(g):
+        return f"gradient norm is {g} (loss {logs['loss']:.4g})"
+    return None
 
 
 @torch.no_grad()
@@ -156,9 +183,15 @@ def setup(task, recipe: Recipe) -> Run:
     from transformers import get_scheduler
     from transformers import set_seed as hf_set_seed
 
+    from pipelines.launch_guard import check_launch
+    from pipelines.run_folder import claim_output_dir
+
     t = recipe.training
     out = Path(t.output_dir)
     accelerator = make_accelerator(t)
+    check_launch(accelerator)  # a mis-launch gives N lone processes writing one folder
+    if accelerator.is_main_process:  # before load_tokenizer(), which reuses output_dir/tokenizer
+        claim_output_dir(recipe)
     hf_set_seed(t.seed)
     # rank 0 trains the tokenizer and prepares the shards first; the other ranks then find both on
     # disk (same fingerprint) and memory-map the same files
@@ -203,6 +236,14 @@ def setup(task, recipe: Recipe) -> Run:
                max_steps, start_step, state, out)
 
 
+def loader_workers(t: TrainingSection, device) -> int:
+    """training.dataloader_num_workers, or with -1 (auto): 2 on a GPU, where collation would stall the
+    device, and 0 on a CPU, where a worker only takes a core from the step and a second process's memory."""
+    if t.dataloader_num_workers >= 0:
+        return t.dataloader_num_workers
+    return 2 if device.type == "cuda" else 0
+
+
 def _steps(run: Run):
     """(step, its micro-batches on the device), collated ahead by DataLoader workers."""
     from pipelines.data.loader import micro_batch_loader
@@ -210,7 +251,7 @@ def _steps(run: Run):
     t, acc = run.recipe.training, run.accelerator
     ga = t.gradient_accumulation_steps
     loader = micro_batch_loader(run.task, run.train_data, run.sampler, t.seed, ga, acc.process_index,
-                                run.start_step, run.max_steps, workers=t.dataloader_num_workers,
+                                run.start_step, run.max_steps, workers=loader_workers(t, acc.device),
                                 prefetch=t.dataloader_prefetch_factor, pin_memory=acc.device.type == "cuda")
     step, micro = run.start_step, []
     for batch in loader:
@@ -220,45 +261,127 @@ def _steps(run: Run):
             step, micro = step + 1, []
 
 
+def _start_loop(run: Run, log: JsonlLog) -> None:
+    """What a resume checks before the first step (setup() restored the state): the recipe's
+    schedule against the checkpoint's, and the metrics log cut back to the checkpoint's step."""
+    t, acc = run.recipe.training, run.accelerator
+    if t.nonfinite == "skip" and acc.distributed_type == "DEEPSPEED":
+        raise LmforgeError("training.nonfinite=skip is not available under DeepSpeed (it applies the step inside "
+                           "backward, before lmforge sees the loss); use training.nonfinite=stop")
+    if run.start_step:
+        check_resumed_schedule(t, run.optimizer, run.scheduler, run.state, run.start_step, run.max_steps,
+                               acc.num_processes)
+        log.truncate_after(run.start_step)  # the steps after the checkpoint are done again
+
+
+def _trainer_state(run: Run, step: int, skipped: int) -> dict:
+    t = run.recipe.training
+    return {"step": step, "tokens": run.state["tokens"], "skipped_steps": skipped,
+            "settings": schedule_settings(t, run.max_steps, run.accelerator.num_processes)}
+
+
+def _weights_finite(acc, model) -> bool:
+    """An update can overflow the weights after a finite loss and gradient: checked before each save
+    and the export, so no checkpoint holds inf weights (one host sync; all ranks agree)."""
+    local = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all().to(acc.device)
+    if acc.num_processes > 1:
+        return bool(acc.gather(local.reshape(1)).all())
+    return bool(local)
+
+
+def _stop_nonfinite(run: Run, log: JsonlLog, step: int, why: str, logs: dict, in_a_row: int = 0):
+    """Training diverged: log the step, keep the checkpoints (none holds NaN weights), export nothing."""
+    t = run.recipe.training
+    log.write({"step": step, **logs, "nonfinite": why})
+    good = checkpoint.list_checkpoints(run.out)
+    kept = f"The last good checkpoint is {good[-1]}" if good else "No checkpoint was saved"
+    limit = (f" ({in_a_row} non-finite steps in a row, training.max_skipped_steps={t.max_skipped_steps})"
+             if t.nonfinite == "skip" and in_a_row else "")
+    hint = "lower training.learning_rate" + (", or set training.nonfinite=skip" if t.nonfinite == "stop" else "")
+    run.accelerator.end_training()
+    raise LmforgeError(f"step {step}: {why}; stopped{limit}. {kept}; nothing was exported ({hint})")
+
+
+def _preempted(run: Run, signum: int, state: dict, saved_at: int) -> Preempted:
+    """Save at this step boundary (unless just saved) and say where; every rank gets here together."""
+    import signal
+
+    acc, t, step = run.accelerator, run.recipe.training, state["step"]
+    path = checkpoint.checkpoint_root(run.out) / f"step-{step:06d}"
+    if saved_at != step:
+        path = checkpoint.save_checkpoint(acc, run.out, step, state, t.save_total_limit)
+    acc.end_training()
+    name = signal.Signals(signum).name
+    msg = (f"stopped by {name} after step {step}; checkpoint saved to {path}; resume with the same command plus "
+           f"{checkpoint.RESUME_HINT}") if acc.is_main_process else ""
+    return Preempted(128 + signum, msg)
+
+
 def loop(run: Run):
-    """Optimizer steps from run.start_step to run.max_steps: logging, evaluation, checkpoints."""
+    """Optimizer steps from run.start_step to run.max_steps: logging, evaluation, checkpoints.
+    Non-finite steps follow training.nonfinite; SIGTERM / SIGINT save a checkpoint and stop."""
     from tqdm.auto import tqdm
 
     t, acc, task = run.recipe.training, run.accelerator, run.task
     log = JsonlLog(run.out / "metrics.jsonl", acc.is_main_process)
+    _start_loop(run, log)
     flops_tok = task.flops_per_token(acc.unwrap_model(run.model))
     bar = tqdm(total=run.max_steps, initial=run.start_step, disable=not acc.is_local_main_process,
                desc=run.recipe.name, dynamic_ncols=True)
     window_tokens, window_start = 0, time.perf_counter()
-    for step, micro in _steps(run):
-        logs = train_step(acc, run.model, run.optimizer, task, micro, t.max_grad_norm)
-        if not acc.optimizer_step_was_skipped:
-            run.scheduler.step()
-        n_tok = sum(int(task.tokens_in(b)) for b in micro)
-        n_tok = int(acc.reduce(torch.tensor(n_tok, device=acc.device), reduction="sum"))
-        run.state["tokens"] += n_tok
-        window_tokens += n_tok
-        done = step + 1
-        bar.update(1)
-        if done % t.logging_steps == 0 or done == run.max_steps:
-            elapsed = time.perf_counter() - window_start
-            tps = window_tokens / max(elapsed, 1e-9)
-            logs.update(step=done, lr=run.scheduler.get_last_lr()[0], tokens_per_sec=tps, tokens=run.state["tokens"])
-            if (u := mfu(flops_tok, tps, acc.num_processes)) is not None:
-                logs["mfu"] = u
-            bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", tok_s=f"{tps:,.0f}")
-            acc.log(logs, step=done)
-            log.write(logs)
-            run.history.append(logs)
-            window_tokens, window_start = 0, time.perf_counter()
-        if t.eval_steps and done % t.eval_steps == 0 and done != run.max_steps and run.eval_batches:
-            metrics = evaluate(acc, run.model, task, run.eval_batches)
-            acc.log(metrics, step=done)
-            log.write({"step": done, **metrics})
-            acc.print(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-        if t.save_steps and done % t.save_steps == 0 and done != run.max_steps:
-            checkpoint.save_checkpoint(acc, run.out, done, {"step": done, "tokens": run.state["tokens"]},
-                                       t.save_total_limit)
+    skipped, in_a_row = run.state.get("skipped_steps", 0), 0
+    saved_at = run.start_step  # a resumed run's checkpoint is on disk already
+    with StopSignals(verbose=acc.is_local_main_process) as signals:
+        for step, micro in _steps(run):
+            logs = train_step(acc, run.model, run.optimizer, task, micro, t.max_grad_norm)
+            done = step + 1
+            bad = logs.pop("nonfinite", None)
+            if bad:
+                skipped, in_a_row = skipped + 1, in_a_row + 1
+                if t.nonfinite == "stop" or in_a_row > t.max_skipped_steps:
+                    bar.close()
+                    _stop_nonfinite(run, log, done, bad, logs, in_a_row)
+                acc.print(f"step {done}: {bad}; step skipped (training.nonfinite=skip)")
+            else:
+                in_a_row = 0
+                if not acc.optimizer_step_was_skipped:
+                    run.scheduler.step()
+            n_tok = sum(int(task.tokens_in(b)) for b in micro)
+            n_tok = int(acc.reduce(torch.tensor(n_tok, device=acc.device), reduction="sum"))
+            run.state["tokens"] += n_tok
+            window_tokens += n_tok
+            bar.update(1)
+            if t.nonfinite == "skip":
+                logs["skipped_steps"] = skipped
+            if done % t.logging_steps == 0 or done == run.max_steps or bad:
+                elapsed = time.perf_counter() - window_start
+                tps = window_tokens / max(elapsed, 1e-9)
+                logs.update(step=done, lr=run.scheduler.get_last_lr()[0], tokens_per_sec=tps,
+                            tokens=run.state["tokens"])
+                if (u := mfu(flops_tok, tps, acc.num_processes)) is not None:
+                    logs["mfu"] = u
+                bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", tok_s=f"{tps:,.0f}")
+                acc.log(logs, step=done)
+                log.write(logs)
+                run.history.append(logs)
+                window_tokens, window_start = 0, time.perf_counter()
+            if t.eval_steps and done % t.eval_steps == 0 and done != run.max_steps and run.eval_batches:
+                metrics = evaluate(acc, run.model, task, run.eval_batches)
+                acc.log(metrics, step=done)
+                log.write({"step": done, **metrics})
+                acc.print(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+            state = _trainer_state(run, done, skipped)
+            save = t.save_steps and done % t.save_steps == 0 and done != run.max_steps
+            signum = signals.requested(acc)
+            if (save or signum) and not _weights_finite(acc, run.model):
+                bar.close()
+                _stop_nonfinite(run, log, done, "the weights are not finite after the update", logs)
+            if save:
+                checkpoint.save_checkpoint(acc, run.out, done, state, t.save_total_limit)
+                saved_at = done
+            if signum:
+                bar.close()
+                raise _preempted(run, signum, state, saved_at)
     bar.close()
     return log
 
@@ -271,6 +394,15 @@ def finish(run: Run, log) -> TrainResult:
         acc.log(final_metrics, step=run.max_steps)
         log.write({"step": run.max_steps, **final_metrics})
         acc.print("final: " + ", ".join(f"{k}={v:.4f}" for k, v in final_metrics.items()))
+        bad = {k: v for k, v in final_metrics.items() if k.startswith("eval/loss") and not math.isfinite(v)}
+        if bad:  # NaN outputs: a GLUE accuracy computed from them (argmax of NaN) is meaningless
+            acc.end_training()
+            raise LmforgeError(f"final evaluation: {', '.join(f'{k} is {v}' for k, v in bad.items())}: the model's "
+                               "outputs are not finite; nothing was exported")
+    if not _weights_finite(acc, run.model):
+        acc.end_training()
+        raise LmforgeError(f"step {run.max_steps}: the weights are not finite after the last update; nothing was "
+                           "exported (lower training.learning_rate)")
     export_dirs = export(acc, run.task, run.model, run.tokenizer, run.out / "final")
     if acc.is_main_process and t.push_to_hub and export_dirs:
         from pipelines.push import push_folder
@@ -278,10 +410,10 @@ def finish(run: Run, log) -> TrainResult:
         push_folder(export_dirs[0], t.hub_model_id or run.recipe.name)
     if acc.is_main_process:
         world = acc.num_processes
-        (run.out / "results.json").write_text(json.dumps(
+        (run.out / "results.json").write_text(json.dumps(json_safe(
             {"recipe": run.recipe.name, "steps": run.max_steps, "tokens": run.state["tokens"], "world_size": world,
              "global_batch": t.per_device_train_batch_size * t.gradient_accumulation_steps * world,
-             **final_metrics}, indent=2))
+             **final_metrics}), indent=2))
     acc.end_training()
     return TrainResult(run.out, export_dirs, run.max_steps, run.history, final_metrics)
 

@@ -7,10 +7,16 @@ task, with the one training engine; write each run's results JSON and print the 
 
 Which recipe suits a checkpoint is the tasks' decision (tasks/finetuning/glue_t5.py: text-to-text
 for T5, a classification head otherwise); the driver only reads the checkpoint's model_type.
+
+Default output: runs/finetune/<model label>/<task>, where a local folder is labelled by its parent,
+its own name and a short hash of its absolute path (runs/bert-tiny/final ->
+runs/finetune/bert-tiny-final-<hash>), so two models in folders of the same name (every export is
+called `final`) never share an output folder; a Hub name is labelled org--name.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -33,6 +39,17 @@ def resolve_model(model: str) -> str:
     if Path(model).suffix or model.startswith((".", "/", "~")) or model.count("/") > 1:
         raise LmforgeError(f"--model {model}: no such checkpoint folder")
     return model  # a Hub name: from_pretrained reports it if it cannot be had
+
+
+def default_output_root(model: str) -> Path:
+    """runs/finetune/<label> for a checkpoint folder or Hub name (see the module docstring)."""
+    folder = Path(model)
+    if folder.is_dir():
+        absolute = folder.resolve()
+        digest = hashlib.sha256(str(absolute).encode()).hexdigest()[:8]
+        label = "-".join(part for part in (absolute.parent.name, absolute.name) if part)
+        return Path("runs") / "finetune" / f"{label}-{digest}"
+    return Path("runs") / "finetune" / model.replace("/", "--")
 
 
 def glue_task_list(spec: str, glue_dir: str | None) -> list[str]:
@@ -67,7 +84,7 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
 
     names = glue_task_list(task, glue_dir)
     recipe_name = recipe_name or glue_recipe_for(checkpoint_config(path).model_type)
-    root = Path(output_dir or Path("runs") / "finetune" / Path(path).name)
+    root = Path(output_dir or default_output_root(path))
     summary = {}
     for name in names:
         fixed = [f"objective.glue_task={name}", f"model.name_or_path={path}",
@@ -79,6 +96,7 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
         atomic_write_json(root / name / "eval_results.json", {"task": name, "model": path, **summary[name]})
     atomic_write_json(root / "glue_results.json", summary)
     print(glue_table(summary))
+    print(f"results: {root}")
     return summary
 
 
@@ -86,7 +104,7 @@ def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None 
                 output_dir: str | None = None) -> dict:
     """Train `path` on `data` (local file or Hub dataset name); writes eval_results.json, prints ROUGE / BLEU."""
     recipe_name = recipe_name or SEQ2SEQ_RECIPE
-    root = Path(output_dir or Path("runs") / "finetune" / Path(path).name / task.replace("/", "-"))
+    root = Path(output_dir or default_output_root(path) / task.replace("/", "-"))
     fixed = [f"model.name_or_path={path}", f"training.output_dir={root}", f"name={recipe_name}"]
     if data:
         # absolute, so the recipe.json of the run still points at the file from any directory
@@ -99,6 +117,7 @@ def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None 
     atomic_write_json(root / "eval_results.json", {"task": task, "model": path, "data": recipe.objective["dataset"],
                                                    **metrics})
     print(scores_line(task, metrics))
+    print(f"results: {root}")
     return metrics
 
 

@@ -7,6 +7,7 @@ network; `wandb sync` uploads the run later.
 from __future__ import annotations
 
 import json
+import math
 import netrc
 import os
 from pathlib import Path
@@ -34,6 +35,18 @@ def log_with(report_to: str) -> str | None:
     return None if report_to == "none" else report_to
 
 
+def json_safe(value):
+    """`value` with NaN and infinities as None: json.dumps would write bare NaN / Infinity, which
+    is not JSON (strict parsers, jq and JavaScript reject the file)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 class JsonlLog:
     """Append-only metrics log next to the checkpoints: the record tests and notebooks read."""
 
@@ -45,4 +58,21 @@ class JsonlLog:
     def write(self, record: dict):
         if self.enabled:
             with open(self.path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(record) + "\n")
+                f.write(json.dumps(json_safe(record)) + "\n")
+
+    def truncate_after(self, step: int):
+        """Drop the records of steps after `step` (a resume redoes them; without this they would be
+        logged twice) and a torn last line of a killed run; atomically, so a crash keeps the old log."""
+        from pipelines.atomic import atomic_write_text
+
+        if not self.enabled or not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or (record.get("step") or 0) <= step:
+                kept.append(line)
+        atomic_write_text(self.path, "".join(ln + "\n" for ln in kept))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from tokenizers import Tokenizer, processors
 from pipelines.errors import LmforgeError
 from tokenizer.check import encoding_differences
 from tokenizer.families import FAMILIES, FAMILY_SPECS, FamilySpec
+from tokenizer.publish import check_tokenizer_folder, publish_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -135,12 +137,16 @@ def save_checked(trained, spec: FamilySpec, folder: Path):
 
 
 def build_tokenizer(family: str, texts: Iterable[str], vocab_size: int, out_dir: Path | None = None,
-                    model_max_length: int = 512):
+                    model_max_length: int = 512, overwrite: bool = False):
     """Train the tokenizer for `family` on `texts` (strings, e.g. corpus lines); return it reloaded.
 
-    With `out_dir`, the save_pretrained folder is written there atomically (temp dir + rename).
+    With `out_dir`, the save_pretrained folder is written there atomically (temp dir + rename); a
+    folder holding anything lmforge did not write is refused before training unless `overwrite`,
+    and then only its tokenizer files are replaced (tokenizer/publish.py).
     """
     spec = family_spec(family)
+    if out_dir is not None:
+        check_tokenizer_folder(out_dir, overwrite)
     if not isinstance(vocab_size, int) or vocab_size < min_vocab_size(spec):
         need = f"{spec.n_special} special tokens"
         need += f" + {BYTE_ALPHABET} byte symbols" if spec.kind == "bpe" else ""
@@ -154,10 +160,17 @@ def build_tokenizer(family: str, texts: Iterable[str], vocab_size: int, out_dir:
     if out_dir is None:
         with tempfile.TemporaryDirectory(prefix="lmforge-tok-") as tmp:
             return save_checked(trained, spec, Path(tmp))
-    from pipelines.atomic import atomic_folder
+    from pipelines.atomic import temp_sibling
 
-    with atomic_folder(out_dir) as tmp:  # readers never see a half-written tokenizer
+    out_dir = Path(out_dir)
+    tmp = temp_sibling(out_dir)  # readers never see a half-written tokenizer
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
         save_checked(trained, spec, tmp)
+        publish_tokenizer(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(out_dir)  # name_or_path = the final folder, not the temp one

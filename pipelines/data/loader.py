@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipelines.data.sampler import GlobalBatchSampler, collate_seed
+from pipelines.preemption import ignore_stop_signals
 
 
 class MicroBatches(Dataset):
@@ -38,6 +39,8 @@ def micro_batch_loader(task, examples, sampler: GlobalBatchSampler, seed: int, a
     """Micro-batches of steps [first_step, last_step) in order; `workers` processes collate ahead."""
     dataset = MicroBatches(task, examples, sampler, seed, accumulation, rank)
     order = range(first_step * accumulation, last_step * accumulation)
-    extra = {"prefetch_factor": prefetch, "persistent_workers": False} if workers > 0 else {}
+    # workers ignore SIGTERM / SIGINT: the training process handles them (pipelines/preemption.py)
+    extra = ({"prefetch_factor": prefetch, "persistent_workers": False, "worker_init_fn": ignore_stop_signals}
+             if workers > 0 else {})
     return DataLoader(dataset, batch_size=None, sampler=order, num_workers=workers, pin_memory=pin_memory,
                       **extra)

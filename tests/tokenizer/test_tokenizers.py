@@ -182,9 +182,11 @@ def test_unknown_family_lists_known_ones():
 
 
 def test_out_dir_is_replaced_atomically(lines, tmp_path):
+    """An earlier lmforge tokenizer folder is swapped whole (a stale file of another kind goes with
+    it); folders holding other files: tests/engine/test_tokenizer_output.py."""
     out = tmp_path / "tok"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
     build_tokenizer("bert", lines[:500], 300, out)
-    assert not (out / "stale.txt").exists() and (out / "tokenizer.json").exists()
+    (out / "merges.txt").write_text("stale")  # as if an earlier build had been a BPE
+    build_tokenizer("bert", lines[:500], 300, out)
+    assert not (out / "merges.txt").exists() and (out / "tokenizer.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["tok"]
