@@ -212,7 +212,7 @@ def finalize(data: DataSection, folder: Path, final: Path, info: dict) -> Path:
                                "again to redo the missing ones")
         shards = [s for p in parts for s in p["shards"]]
         for s in shards:
-            for suffix in ("tokens.bin", "words.bin", "sentences.npy", "documents.npy"):
+            for suffix in ("tokens.bin", "words.bin", "sentences.npy", "documents.npy", "doc_tokens.npy"):
                 if not (folder / f"{s['name']}.{suffix}").exists():
                     raise LmforgeError(f"{folder}: shard file {s['name']}.{suffix} is missing; remove {folder} "
                                        "and prepare again")

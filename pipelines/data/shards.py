@@ -7,6 +7,7 @@ A shard set is a folder:
     shard-00000.words.bin      uint8 per token: 1 where a word starts (word-level masking)
     shard-00000.sentences.npy  int64 [n_sentences + 1]: token offset of each sentence start
     shard-00000.documents.npy  int64 [n_documents + 1]: sentence index of each document start
+    shard-00000.doc_tokens.npy int64 [n_documents + 1]: token offset of each document start
 
 Offsets are local to their shard; a document never crosses shards. Readers address tokens,
 sentences and documents by GLOBAL index (shard bases are a few ints), so an example index stores
@@ -30,7 +31,7 @@ import numpy as np
 from pipelines.errors import LmforgeError
 
 META = "meta.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -109,6 +110,9 @@ class ShardWriter:
         sentences, documents = np.concatenate(s["sentences"]), np.concatenate(s["documents"])
         np.save(self.folder / f"{s['name']}.sentences.npy", sentences)
         np.save(self.folder / f"{s['name']}.documents.npy", documents)
+        # per-document token offsets on their own: document lengths without touching every page of
+        # the (much larger) sentence array
+        np.save(self.folder / f"{s['name']}.doc_tokens.npy", sentences[documents])
         self.written.append({"name": s["name"], "tokens": int(sentences[-1]), "sentences": len(sentences) - 1,
                              "documents": len(documents) - 1})
 
@@ -150,6 +154,7 @@ class ShardSet:
         self._words = [s["words"] for s in shards]
         self._sentences = [s["sentences"] for s in shards]
         self._documents = [s["documents"] for s in shards]
+        self._doc_tokens = [s["doc_tokens"] for s in shards]
         self.doc_base = np.concatenate([[0], np.cumsum([len(d) - 1 for d in self._documents])]).astype(np.int64)
         self.sent_base = np.concatenate([[0], np.cumsum([len(s) - 1 for s in self._sentences])]).astype(np.int64)
         self.token_base = np.concatenate([[0], np.cumsum([int(s[-1]) for s in self._sentences])]).astype(np.int64)
@@ -178,7 +183,8 @@ class ShardSet:
             shards.append({
                 "tokens": mapped("tokens.bin", dtype), "words": mapped("words.bin", np.uint8),
                 "sentences": np.load(f"{base}.sentences.npy", mmap_mode="r"),
-                "documents": np.load(f"{base}.documents.npy", mmap_mode="r")})
+                "documents": np.load(f"{base}.documents.npy", mmap_mode="r"),
+                "doc_tokens": np.load(f"{base}.doc_tokens.npy", mmap_mode="r")})
         out = cls(shards, folder)
         out.meta = meta
         return out
@@ -193,9 +199,10 @@ class ShardSet:
         lengths = np.array([len(s) for d in docs for s in d], np.int64)
         words = np.ones(len(flat), np.uint8) if word_starts is None else \
             np.array([w for d in word_starts for s in d if len(s) for w in s], np.uint8)
-        shard = {"tokens": np.array(flat, np.int64), "words": words,
-                 "sentences": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
-                 "documents": np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)}
+        sentences = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        documents = np.concatenate([[0], np.cumsum([len(d) for d in docs])]).astype(np.int64)
+        shard = {"tokens": np.array(flat, np.int64), "words": words, "sentences": sentences,
+                 "documents": documents, "doc_tokens": sentences[documents]}
         out = cls([shard])
         out.meta = {}
         return out
@@ -216,11 +223,8 @@ class ShardSet:
 
     def document_lengths(self) -> np.ndarray:
         """Tokens per document, [n_documents] int64 (vectorised over the offset arrays)."""
-        out = []
-        for sents, docs in zip(self._sentences, self._documents):
-            starts = np.asarray(sents)[np.asarray(docs)]
-            out.append(np.diff(starts))
-        return np.concatenate(out) if out else np.zeros(0, np.int64)
+        return np.concatenate([np.diff(np.asarray(d)) for d in self._doc_tokens]) if self._doc_tokens \
+            else np.zeros(0, np.int64)
 
     def sentences_per_document(self) -> np.ndarray:
         return np.concatenate([np.diff(np.asarray(d)) for d in self._documents]) if self._documents \
@@ -228,9 +232,8 @@ class ShardSet:
 
     def document_starts(self) -> np.ndarray:
         """Global token offset of every document's first token, [n_documents] int64."""
-        return np.concatenate([np.asarray(s)[np.asarray(d)[:-1]] + b
-                               for s, d, b in zip(self._sentences, self._documents, self.token_base)]) \
-            if self._documents else np.zeros(0, np.int64)
+        return np.concatenate([np.asarray(d[:-1]) + b for d, b in zip(self._doc_tokens, self.token_base)]) \
+            if self._doc_tokens else np.zeros(0, np.int64)
 
     def tokens(self, start: int, end: int) -> np.ndarray:
         """Token ids [start, end) in global coordinates, as int64 (the range may span shards)."""
