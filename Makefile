@@ -16,7 +16,7 @@ ARGS       ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast prepare pretrain finetune tokenizer corpus bench bench-data lint recipes clean
+.PHONY: install test test-fast prepare pretrain finetune predict tokenizer corpus bench bench-data lint recipes clean
 
 install: $(VENV)/.installed
 
@@ -24,7 +24,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev]"  # dev includes deepspeed: no ops built at install
 	touch $@
 
 test: install
@@ -41,7 +41,10 @@ pretrain: install
 
 finetune: install
 	$(PY) -m pipelines finetune --task $(TASK) --model $(MODEL) $(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) \
-		$(if $(DATA),--data $(DATA)) $(ARGS)
+		$(if $(DATA),--data $(DATA)) $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
+
+predict: install
+	$(PY) -m pipelines finetune --do_predict --task $(TASK) --model $(MODEL) --glue_dir $(GLUE_DIR) $(ARGS)
 
 tokenizer: install
 	$(PY) -m pipelines tokenizer --family $(FAMILY) --corpus $(CORPUS) --vocab_size $(VOCAB) \

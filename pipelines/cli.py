@@ -3,6 +3,7 @@
     pretrain  RECIPE [key=value ...]         train a recipe from tasks/recipes (or a YAML path)
     prepare   RECIPE [key=value ...]         tokenize its corpus once into memory-mapped shards
     finetune  --task glue|glue/sst2 --model CHECKPOINT [--glue_dir DIR] [key=value ...]
+              [--do_predict]                 no training: GLUE test-set submission files from an export
     tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR [--overwrite]
     corpus    [--output PATH]                write the embedded default corpus
     push      FOLDER --repo_id USER/NAME     upload an export to the Hugging Face Hub
@@ -53,10 +54,13 @@ def _prepare(args) -> int:
 
 
 def _finetune(args) -> int:
-    from pipelines.finetune import run_finetune
+    from pipelines.finetune import run_finetune, run_predict
 
+    if args.do_predict:
+        run_predict(args.task, args.model, args.glue_dir, args.output_dir)
+        return 0
     run_finetune(args.task, args.model, glue_dir=args.glue_dir, data=args.data, recipe_name=args.recipe,
-                 overrides=args.overrides, output_dir=args.output_dir)
+                 overrides=args.overrides, output_dir=args.output_dir, seeds=args.seeds)
     return 0
 
 
@@ -122,6 +126,10 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--data", default=None, help="summarization: local jsonl or Hub dataset name")
     ft.add_argument("--recipe", default=None, help="fine-tuning recipe (default: per task family)")
     ft.add_argument("--output_dir", default=None)
+    ft.add_argument("--seeds", type=int, default=1,
+                    help="GLUE: train each task with this many seeds (training.seed, +1, ...); report median/mean/std")
+    ft.add_argument("--do_predict", action="store_true",
+                    help="no training: GLUE submission files from a fine-tuned export (or finetune output folder)")
     ft.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.learning_rate=3e-5")
     ft.set_defaults(func=_finetune)
     tk = sub.add_parser("tokenizer", help="train a tokenizer for a model family")

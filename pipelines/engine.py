@@ -48,7 +48,27 @@ def make_accelerator(t: TrainingSection):
         # accelerate runs fp16 on a CPU as plain fp32 without a word, and the model card would say fp16
         raise LmforgeError("training.mixed_precision=fp16 needs a GPU; this machine trains on the CPU, where it "
                            "would silently be fp32. Use bf16 (CPU autocast) or no")
+    _recipe_into_deepspeed(accelerator, t)
     return accelerator
+
+
+def _recipe_into_deepspeed(accelerator, t: TrainingSection) -> None:
+    """The recipe's per-device batch and gradient clipping into DeepSpeed's config ("auto" or absent).
+    accelerate reads the batch off a DataLoader passed to prepare() and fails without one (the engine
+    passes none: it feeds the loop itself); DeepSpeed clips inside its own step with `gradient_clipping`
+    (accelerator.clip_grad_norm_ only reads the norm there), so max_grad_norm must reach it."""
+    plugin = getattr(accelerator.state, "deepspeed_plugin", None)
+    if plugin is None:
+        return
+    cfg = plugin.deepspeed_config
+    for key, field_name, value in (("train_micro_batch_size_per_gpu", "per_device_train_batch_size",
+                                    t.per_device_train_batch_size),
+                                   ("gradient_clipping", "max_grad_norm", float(t.max_grad_norm))):
+        if cfg.get(key, "auto") not in ("auto", value):
+            raise LmforgeError(f"the DeepSpeed config sets {key}={cfg[key]} but the recipe has "
+                               f"training.{field_name}={value}: remove it from the DeepSpeed config (the recipe "
+                               "sets it) or make them equal")
+        cfg[key] = value
 
 
 def build_optimizer(model, t: TrainingSection) -> torch.optim.Optimizer:
@@ -56,7 +76,8 @@ def build_optimizer(model, t: TrainingSection) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for name, p in model.named_parameters():
         if p.requires_grad:
-            (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+            ndim = len(getattr(p, "ds_shape", p.shape))  # ZeRO-3 (zero.Init) leaves a 1-d placeholder in p
+            (no_decay if ndim < 2 or "norm" in name.lower() else decay).append(p)
     groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     device = next(model.parameters()).device
     fused = device.type == "cuda" or (device.type == "cpu" and hasattr(torch._C, "_foreach_add_"))
@@ -206,7 +227,8 @@ def setup(task, recipe: Recipe) -> Run:
         model = torch.compile(model)
     optimizer = build_optimizer(model, t)
     world = accelerator.num_processes
-    sampler = GlobalBatchSampler(len(train_data), t.per_device_train_batch_size, world, t.seed)
+    sampler = GlobalBatchSampler(len(train_data), t.per_device_train_batch_size, world, t.seed,
+                                 t.gradient_accumulation_steps)
     max_steps = resolve_max_steps(t, len(train_data), world)
     warmup = t.warmup_steps or int(t.warmup_ratio * max_steps)
     scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
@@ -282,8 +304,10 @@ def _trainer_state(run: Run, step: int, skipped: int) -> dict:
 
 def _weights_finite(acc, model) -> bool:
     """An update can overflow the weights after a finite loss and gradient: checked before each save
-    and the export, so no checkpoint holds inf weights (one host sync; all ranks agree)."""
-    local = torch.stack([torch.isfinite(p).all() for p in model.parameters()]).all().to(acc.device)
+    and the export, so no checkpoint holds inf weights (one host sync; all ranks agree). A ZeRO-3
+    parameter released to its shard is an empty placeholder: its rank's shard (ds_tensor) is checked."""
+    shards = (p.ds_tensor if p.numel() == 0 and hasattr(p, "ds_tensor") else p for p in model.parameters())
+    local = torch.stack([torch.isfinite(t).all().to(acc.device) for t in shards]).all()
     if acc.num_processes > 1:
         return bool(acc.gather(local.reshape(1)).all())
     return bool(local)

@@ -67,21 +67,29 @@ def glue_task_list(spec: str, glue_dir: str | None) -> list[str]:
     return list(GLUE_TASKS)
 
 
-def run_finetune(task: str, model: str, glue_dir=None, data=None, recipe_name=None, overrides=(), output_dir=None):
+def run_finetune(task: str, model: str, glue_dir=None, data=None, recipe_name=None, overrides=(), output_dir=None,
+                 seeds: int = 1):
     """Fine-tune `model` on `task` (glue, glue/<name>, summarization, seq2seq...); return the metrics."""
     path = resolve_model(model)
+    if seeds != 1 and not task.startswith("glue"):
+        raise LmforgeError(f"--seeds {seeds}: several seeds are supported for GLUE tasks only")
     if task == "summarization" or task.startswith("seq2seq"):
         return run_seq2seq(task, path, data, recipe_name, list(overrides), output_dir)
     if task != "glue" and not task.startswith("glue/"):
         raise LmforgeError(f"--task {task}: expected glue, glue/<task> or summarization")
-    return run_glue(task, path, glue_dir, recipe_name, list(overrides), output_dir)
+    return run_glue(task, path, glue_dir, recipe_name, list(overrides), output_dir, seeds)
 
 
-def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=(), output_dir=None) -> dict:
-    """One run per GLUE task; writes <task>/eval_results.json and glue_results.json, prints the table."""
+def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=(), output_dir=None,
+             seeds: int = 1) -> dict:
+    """One run per GLUE task (per seed: training.seed, +1, ... in <task>/seed-<s> when seeds > 1);
+    writes <task>/eval_results.json and glue_results.json, prints the table."""
     from tasks.finetuning.common import checkpoint_config
     from tasks.finetuning.glue_t5 import glue_recipe_for
+    from tasks.finetuning.seeds import best_seed, seed_list, seed_summary
 
+    if seeds < 1:
+        raise LmforgeError(f"--seeds {seeds}: must be >= 1")
     names = glue_task_list(task, glue_dir)
     recipe_name = recipe_name or glue_recipe_for(checkpoint_config(path).model_type)
     root = Path(output_dir or default_output_root(path))
@@ -91,13 +99,69 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
                  f"training.output_dir={root / name}", f"name={recipe_name}-{name}"]
         if glue_dir:
             fixed.append(f"objective.glue_dir={os.path.abspath(glue_dir)}")
-        metrics = _train(load_recipe(recipe_name, fixed + list(overrides)))
-        summary[name] = {k: v for k, v in metrics.items() if not k.startswith("loss")}
+        recipe = load_recipe(recipe_name, fixed + list(overrides))
+        per_seed, out_dirs = {}, {}
+        for seed in seed_list(recipe.training.seed, seeds):
+            out_dirs[seed] = root / name / f"seed-{seed}" if seeds > 1 else root / name
+            recipe = load_recipe(recipe_name, fixed + list(overrides) +
+                                 [f"training.seed={seed}", f"training.output_dir={out_dirs[seed]}"])
+            metrics = _train(recipe)
+            per_seed[seed] = {k: v for k, v in metrics.items() if not k.startswith("loss")}
+        summary[name] = per_seed[seed] if seeds == 1 else seed_summary(per_seed)
         atomic_write_json(root / name / "eval_results.json", {"task": name, "model": path, **summary[name]})
+        if glue_dir and recipe.task == "glue" and _main_process():  # test files present: the submission too
+            from tasks.finetuning.glue_data import get_glue_task
+            from tasks.finetuning.submission import write_submission
+
+            chosen = best_seed(per_seed, get_glue_task(name).metrics[0])
+            write_submission(out_dirs[chosen] / "final", name, glue_dir, root / "submission",
+                             recipe.data.max_seq_length)
     atomic_write_json(root / "glue_results.json", summary)
     print(glue_table(summary))
+    if (root / "submission").is_dir():
+        print(f"GLUE submission files: {root / 'submission'}" + (" (best dev seed per task)" if seeds > 1 else ""))
     print(f"results: {root}")
     return summary
+
+
+def run_predict(task: str, model: str, glue_dir: str | None, output_dir: str | None = None) -> list[Path]:
+    """--do_predict: GLUE submission files from an already fine-tuned export (a <task>/final folder,
+    with --task glue/<task>) or from a finetune output folder holding <task>/final exports."""
+    import json
+
+    from tasks.finetuning.glue_data import get_glue_task
+    from tasks.finetuning.submission import write_submission
+
+    if not glue_dir or not Path(glue_dir).is_dir():
+        raise LmforgeError(f"--do_predict needs --glue_dir with the GLUE test files (got {glue_dir})")
+    folder = Path(model)
+    if not folder.is_dir():
+        raise LmforgeError(f"--model {model}: no such folder (a fine-tuned export or a finetune output folder)")
+    if (folder / "config.json").exists():
+        if not task.startswith("glue/"):
+            raise LmforgeError(f"--model {model} is one export: name its task with --task glue/<task>")
+        exports, out = {get_glue_task(task.split("/", 1)[1]).name: folder}, folder.parent / "submission"
+    else:
+        exports = {n: folder / n / "final" for n in glue_task_list(task, None)
+                   if (folder / n / "final" / "config.json").exists()}
+        out = folder / "submission"
+        if not exports:
+            raise LmforgeError(f"--model {model}: no <task>/final export in it")
+    written = []
+    for name, export in exports.items():
+        recipe_json = export.parent / "recipe.json"  # the length the model was fine-tuned with
+        max_length = json.loads(recipe_json.read_text())["data"]["max_seq_length"] if recipe_json.exists() else 128
+        written += write_submission(export, name, glue_dir, Path(output_dir or out), max_length)
+    if not written:
+        raise LmforgeError(f"--glue_dir {glue_dir}: no GLUE test file for {', '.join(exports)}")
+    print(f"GLUE submission files ({len(written)}): {written[0].parent}")
+    return written
+
+
+def _main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None = None, overrides=(),
@@ -126,13 +190,23 @@ def _train(recipe) -> dict:
     from pipelines.engine import train
     from tasks.base import get_task
 
-    result = train(get_task(recipe.task)(recipe), recipe)
+    task = get_task(recipe.task)(recipe)
+    result = train(task, recipe)
+    best = getattr(task, "best", None)
+    if best is not None and best.metrics is not None:  # objective.export_best: the exported evaluation's scores
+        print(f"exported the best of {best.evaluations} evaluations (#{best.best_at}, {best.metric}={best.score:.4f})")
+        return dict(best.metrics)
     return {k.removeprefix("eval/"): v for k, v in result.eval_metrics.items()}
 
 
 def glue_table(summary: dict[str, dict]) -> str:
+    from tasks.finetuning.seeds import seed_table_line
+
     lines = [f"{'task':8s} {'metrics'}", "-" * 60]
     for task, metrics in summary.items():
+        if "seeds" in metrics:
+            lines.append(seed_table_line(task, metrics))
+            continue
         lines.append(f"{task:8s} " + "  ".join(f"{k}={100 * v:.2f}" for k, v in metrics.items()))
     return "\n".join(lines)
 

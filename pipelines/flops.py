@@ -30,9 +30,10 @@ def transformer_flops_per_token(model, seq_len: int) -> float | None:
     layers = _config_int(config, "num_hidden_layers", "n_layer", "num_layers")
     layers += _config_int(config, "num_decoder_layers", "decoder_layers") if config.is_encoder_decoder else 0
     hidden = _config_int(config, "hidden_size", "n_embd", "d_model")
-    n_params = sum(p.numel() for p in model.parameters())
+    numel = lambda p: getattr(p, "ds_numel", p.numel())  # noqa: E731  (ZeRO-3: p is an empty placeholder)
+    n_params = sum(numel(p) for p in model.parameters())
     emb = model.get_input_embeddings()
-    n_params -= emb.weight.numel() if emb is not None else 0
+    n_params -= numel(emb.weight) if emb is not None else 0
     return 6.0 * n_params + 12.0 * layers * hidden * seq_len
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def model_card(model, recipe=None, metrics: dict | None = None) -> str:
     arch = type(model).__name__
-    n = sum(p.numel() for p in model.parameters())
+    n = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())  # ZeRO-3: p is an empty placeholder
     lines = ["---", "library_name: transformers", "tags: [lmforge]", "---", "",
              f"# {recipe.name if recipe else arch}", "",
              f"`{arch}` with {n / 1e6:.1f}M parameters, trained with [lmforge](https://github.com/).", ""]

@@ -1,10 +1,11 @@
 """Collated micro-batches ahead of the training step, in DataLoader worker processes.
 
 Every micro-batch is a pure function of (seed, step, micro-batch, rank): the sampler
-(pipelines/data/sampler.py) picks its examples and the collator's generator is seeded from
-those four numbers. So the loader can run in any number of workers, prefetch in any order and
-resume at any step, and the batches stay identical: a run with 0 workers and one with 2 see the
-same tensors, and a resumed run sees exactly what the interrupted one would have.
+(pipelines/data/sampler.py) picks its examples and the collator's generator is seeded from its
+slice number (global micro-batch x world + rank: sampler.slice_seed). So the loader can run in
+any number of workers, prefetch in any order and resume at any step, and the batches stay
+identical: a run with 0 workers and one with 2 see the same tensors, and a resumed run sees exactly
+what the interrupted one would have.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from pipelines.data.sampler import GlobalBatchSampler, collate_seed
+from pipelines.data.sampler import GlobalBatchSampler, slice_seed
 from pipelines.preemption import ignore_stop_signals
 
 
@@ -27,8 +28,7 @@ class MicroBatches(Dataset):
         return 2**62
 
     def __getitem__(self, g: int) -> dict:
-        step, micro = divmod(g, self.accumulation)
-        gen = torch.Generator().manual_seed(collate_seed(self.seed, step, micro, self.rank))
+        gen = torch.Generator().manual_seed(slice_seed(self.seed, g, self.sampler.world, self.rank))
         idx = self.sampler.indices(g, self.rank)
         return self.task.collate([self.examples[i] for i in idx], gen)
 

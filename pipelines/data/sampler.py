@@ -2,8 +2,14 @@
 needs only the step number, and every process agrees without communication.
 
 Written by hand rather than taken from accelerate's dataloader sharding because resume must
-land on the exact example of the interrupted run, and a global micro-batch must hold the
-same examples whatever the split between processes.
+land on the exact example of the interrupted run, and a global batch must hold the same examples
+whatever the split between processes, accumulation steps and per-device batch size.
+
+The unit is the SLICE: per_device_batch consecutive examples of the epoch's permutation. Rank r's
+micro-batch m of step s is slice number (s * accumulation + m) * world + r, so for a fixed
+per-device batch a slice holds the same examples, and gets the same collate seed (slice_seed),
+however the global batch is split between processes and accumulation steps: 2 processes x GA 1
+and 1 process x GA 2 collate identical tensors (tests/engine/test_distributed.py).
 """
 
 from __future__ import annotations
@@ -18,15 +24,28 @@ def collate_seed(seed: int, step: int, micro: int, rank: int) -> int:
     return (seed * 1_000_003 + (step + 1) * 7919 + micro * 104_729 + rank * 15_485_863) % (2**63 - 1)
 
 
-class GlobalBatchSampler:
-    """Epoch-wise seeded permutations cut into global micro-batches of batch_size x world."""
+def slice_seed(seed: int, global_micro: int, world: int, rank: int) -> int:
+    """The collate seed of rank `rank`'s part of global micro-batch `global_micro` (step x
+    accumulation + micro): a function of the slice number global_micro x world + rank alone, so the
+    split of a global batch between processes and accumulation steps does not change the masks."""
+    return collate_seed(seed, global_micro * world + rank, 0, 0)
 
-    def __init__(self, n_examples: int, batch_size: int, world: int, seed: int):
+
+class GlobalBatchSampler:
+    """Epoch-wise seeded permutations cut into global micro-batches of batch_size x world.
+
+    An epoch is a whole number of optimizer steps (global batches of batch_size x world x
+    accumulation examples); the remainder of each permutation is dropped. So an epoch ends at a step
+    boundary and uses the same examples for every split of the same global batch."""
+
+    def __init__(self, n_examples: int, batch_size: int, world: int, seed: int, accumulation: int = 1):
         self.n, self.bs, self.world, self.seed = n_examples, batch_size, world, seed
-        self.per_epoch = n_examples // (batch_size * world)
+        global_batch = batch_size * world * accumulation
+        self.per_epoch = (n_examples // global_batch) * accumulation  # global micro-batches per epoch
         if self.per_epoch == 0:
             raise LmforgeError(f"the training set has {n_examples} examples, fewer than one global batch "
-                               f"({batch_size} x {world} processes): lower per_device_train_batch_size")
+                               f"({batch_size} x {accumulation} accumulation steps x {world} processes): "
+                               "lower per_device_train_batch_size")
         self._epoch, self._perm = -1, None
 
     def _permutation(self, epoch: int) -> torch.Tensor:

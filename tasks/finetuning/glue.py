@@ -8,14 +8,16 @@ ones through `evaluate` with a local module (tasks/metrics): nothing touches the
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
-from pipelines.config import check_range
+from pipelines.config import check_choice, check_range
 from pipelines.errors import LmforgeError
 from tasks.base import Task, register
 from tasks.finetuning.common import fit_max_length, gather
+from tasks.finetuning.lora import LoraParams
 from tasks.shared.batching import pad_stack
 
 
@@ -26,10 +28,17 @@ class GlueParams:
     max_train_examples: int | None = None  # cap for quick runs
     max_eval_examples: int | None = None
     random_init: bool = False  # same architecture, fresh weights: the baseline pretraining must beat
+    export_best: bool = False  # export the best dev evaluation (training.eval_steps=N), not the last step
+    peft: str = "none"  # none | lora (tasks/finetuning/lora.py)
+    lora: LoraParams = field(default_factory=LoraParams)
 
     def check(self, where: str) -> None:
         for name in ("max_train_examples", "max_eval_examples"):
             check_range(where, name, getattr(self, name), lo=1)
+        check_choice(where, "peft", self.peft, ("none", "lora"))
+        if self.peft == "lora" and self.random_init:  # frozen random weights cannot be rebuilt from an adapter
+            raise LmforgeError(f"{where}: random_init and peft=lora together: LoRA needs pretrained weights")
+        self.lora.check(where)
 
 
 def load_glue_splits(p: GlueParams, seed: int):
@@ -58,6 +67,11 @@ class GlueClassification(Task):
         from tasks.finetuning.glue_data import get_glue_task
 
         self.spec = get_glue_task(self.params.glue_task)
+        self.best = None
+        if self.params.export_best:
+            from tasks.finetuning.best import BestKeeper
+
+            self.best = BestKeeper(self.spec.metrics[0])  # the task's main metric (first split)
         if not recipe.model.name_or_path:
             raise LmforgeError(f"recipe '{recipe.name}': fine-tuning needs model.name_or_path (a checkpoint)")
 
@@ -108,6 +122,7 @@ class GlueClassification(Task):
         if self.spec.is_regression:
             kwargs["problem_type"] = "regression"
         path = self.recipe.model.name_or_path
+        missing: list[str] = []  # weights the checkpoint lacks (freshly initialised here)
         try:
             if self.params.random_init:
                 from transformers import AutoConfig
@@ -115,13 +130,29 @@ class GlueClassification(Task):
                 config = AutoConfig.from_pretrained(path, pad_token_id=tokenizer.pad_token_id, **kwargs)
                 model = AutoModelForSequenceClassification.from_config(config)
             else:
-                model = AutoModelForSequenceClassification.from_pretrained(
-                    path, pad_token_id=tokenizer.pad_token_id, **kwargs)
+                model, info = AutoModelForSequenceClassification.from_pretrained(
+                    path, pad_token_id=tokenizer.pad_token_id, output_loading_info=True, **kwargs)
+                missing = list(info["missing_keys"])
         except (OSError, ValueError) as exc:
             raise LmforgeError(f"--model {path}: cannot load for sequence classification: "
                                f"{' '.join(str(exc).split())[:200]}") from None
         check_vocab(model, tokenizer, f"--model {path}")
+        if self.params.peft == "lora":
+            from tasks.finetuning.lora import wrap_lora
+
+            model = wrap_lora(model, self.params.lora, f"recipe '{self.recipe.name}', section 'objective'", missing)
         return model
+
+    def export(self, model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> list[Path]:
+        from tasks.finetuning.lora import export_lora, is_peft
+
+        if self.best is not None:  # the best evaluation's weights replace the last step's
+            self.best.restore(model)
+            state_dict = None
+
+        if is_peft(model):  # the merged model in out_dir, the adapter next to it
+            return export_lora(model, tokenizer, Path(out_dir), self.recipe)
+        return super().export(model, tokenizer, out_dir, state_dict=state_dict)
 
     def loss_counts(self, batch):
         return {"loss": torch.tensor(batch["labels"].numel())}
@@ -143,7 +174,10 @@ class GlueClassification(Task):
             logits = self._logits(model, b).float()
             preds = logits.squeeze(-1) if self.spec.is_regression else logits.argmax(-1)
             rows += list(zip(b["split"].tolist(), preds.tolist(), b["labels"].tolist()))
-        return split_metrics(self.spec, gather(rows))
+        metrics = split_metrics(self.spec, gather(rows))
+        if self.best is not None:
+            self.best.update(model, metrics)
+        return metrics
 
 
 def split_metrics(spec, rows: list[tuple]) -> dict[str, float]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from pipelines.config import check_range
+from pipelines.errors import LmforgeError
 from tasks.base import register
 from tasks.finetuning.common import gather
 from tasks.finetuning.glue import GlueParams, load_glue_splits, split_metrics
@@ -46,6 +47,11 @@ class GlueT5Params(GlueParams):
     def check(self, where: str) -> None:
         super().check(where)
         check_range(where, "max_new_tokens", self.max_new_tokens, lo=1)
+        if self.export_best:  # kept by the classification task's eval_metrics only
+            raise LmforgeError(f"{where}, export_best: not supported by text-to-text GLUE (glue-t5)")
+        if self.peft != "none":  # LoRA is wired into the classification head task only
+            raise LmforgeError(f"{where}, peft: '{self.peft}' is not supported by text-to-text GLUE (glue-t5); "
+                               "use --recipe glue (T5ForSequenceClassification) for LoRA")
 
 
 @register("glue-t5")
