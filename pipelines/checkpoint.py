@@ -10,8 +10,8 @@ What a folder holds, and how each file is read back:
   random_states_<rank>.pkl     torch.save; checked here with weights_only=True first: accelerate
                                would skip a missing or unreadable one silently, and the resumed
                                run would not continue the interrupted one
-  custom_state_<i>.json        objects registered with accelerator.register_for_checkpointing (the
-                               scheduler), as JSON. accelerate would pickle them as
+  custom_state_<i>.json        the stateful objects the engine passes (the scheduler), as JSON;
+                               not registered with accelerate, which would pickle them as
                                custom_checkpoint_<i>.pkl and unpickle them with weights_only=False,
                                which runs any code a checkpoint someone gave you contains: such a
                                file is refused.
@@ -29,7 +29,6 @@ import os
 import pickle
 import re
 import shutil
-from contextlib import contextmanager
 from pathlib import Path
 
 from pipelines.atomic import replace_folder, temp_sibling
@@ -99,18 +98,6 @@ def resolve_resume(spec: str | None, output_dir: str | Path) -> Path | None:
     return path
 
 
-@contextmanager
-def _custom_objects_detached(accelerator):
-    """accelerate's registered objects, kept out of save_state / load_state (which would pickle
-    them); this module writes them as JSON instead."""
-    objects = list(accelerator._custom_objects)
-    accelerator._custom_objects = []
-    try:
-        yield objects
-    finally:
-        accelerator._custom_objects = objects
-
-
 def _any_rank(accelerator, flag: bool) -> bool:
     if accelerator.num_processes == 1:
         return flag
@@ -152,8 +139,10 @@ def _manifest(folder: Path) -> dict[str, int]:
     return files
 
 
-def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict, keep: int) -> Path:
-    """save_state into a temp folder, add the registered objects as JSON and the trainer state,
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict, keep: int,
+                    objects: list = ()) -> Path:
+    """save_state into a temp folder, add `objects` (stateful objects such as the LR scheduler, kept
+    out of accelerate, which would pickle them) as JSON and the trainer state,
     rename, drop the oldest beyond `keep`. Every rank must call this (DeepSpeed saves shards
     collectively). A failed write (full disk) removes the temp folder, keeps the previous
     checkpoint and raises LmforgeError on every rank."""
@@ -167,8 +156,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, state: dict,
     accelerator.wait_for_everyone()
     error = None
     try:
-        with _custom_objects_detached(accelerator) as objects:
-            accelerator.save_state(str(tmp))
+        accelerator.save_state(str(tmp))
     except _write_error_types() as exc:
         error = exc
     _raise_if_failed(accelerator, error, tmp, final, previous)  # also the barrier before the manifest
@@ -207,8 +195,8 @@ def _check_rng_state(path: Path, rank: int) -> None:
         raise LmforgeError(f"checkpoint {path}: {name} does not hold RNG states")
 
 
-def load_checkpoint(accelerator, path: Path) -> dict:
-    """Restore model, optimizer, RNG and the registered objects (from JSON); return the trainer
+def load_checkpoint(accelerator, path: Path, objects: list = ()) -> dict:
+    """Restore model, optimizer, RNG and `objects` (from JSON, see save_checkpoint); return the trainer
     state, plus `checkpoint` (the folder) and `restored_objects` (how many had a JSON state)."""
     pickled = sorted(p.name for p in path.iterdir() if _PICKLED_CUSTOM.match(p.name))
     if pickled:
@@ -217,8 +205,7 @@ def load_checkpoint(accelerator, path: Path) -> dict:
                            "delete the file to resume: the schedule is then recomputed from the recipe")
     _check_rng_state(path, accelerator.process_index)
     try:
-        with _custom_objects_detached(accelerator) as objects:
-            accelerator.load_state(str(path))
+        accelerator.load_state(str(path))
     except (pickle.UnpicklingError, *_write_error_types()) as exc:
         raise LmforgeError(f"cannot resume from {path}: {' '.join(str(exc).split())[:200]}") from None
     restored = 0

@@ -235,7 +235,6 @@ def setup(task, recipe: Recipe) -> Run:
     # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would step it
     # once per process and shorten the schedule under DDP.
     model, optimizer = accelerator.prepare(model, optimizer)
-    accelerator.register_for_checkpointing(scheduler)
 
     eval_gen = torch.Generator().manual_seed(collate_seed(t.seed, -1, 0, accelerator.process_index))
     eval_batches = [_to_device(task.collate([eval_data[i] for i in idx], eval_gen), accelerator.device)
@@ -245,7 +244,7 @@ def setup(task, recipe: Recipe) -> Run:
     start_step, state = 0, {"tokens": 0}
     resume = checkpoint.resolve_resume(t.resume_from_checkpoint, out)
     if resume is not None:
-        state = checkpoint.load_checkpoint(accelerator, resume)
+        state = checkpoint.load_checkpoint(accelerator, resume, objects=[scheduler])
         start_step = state["step"]
         accelerator.print(f"resumed from {resume} at step {start_step}")
 
@@ -333,7 +332,7 @@ def _preempted(run: Run, signum: int, state: dict, saved_at: int) -> Preempted:
     acc, t, step = run.accelerator, run.recipe.training, state["step"]
     path = checkpoint.checkpoint_root(run.out) / f"step-{step:06d}"
     if saved_at != step:
-        path = checkpoint.save_checkpoint(acc, run.out, step, state, t.save_total_limit)
+        path = checkpoint.save_checkpoint(acc, run.out, step, state, t.save_total_limit, objects=[run.scheduler])
     acc.end_training()
     name = signal.Signals(signum).name
     msg = (f"stopped by {name} after step {step}; checkpoint saved to {path}; resume with the same command plus "
@@ -401,7 +400,7 @@ def loop(run: Run):
                 bar.close()
                 _stop_nonfinite(run, log, done, "the weights are not finite after the update", logs)
             if save:
-                checkpoint.save_checkpoint(acc, run.out, done, state, t.save_total_limit)
+                checkpoint.save_checkpoint(acc, run.out, done, state, t.save_total_limit, objects=[run.scheduler])
                 saved_at = done
             if signum:
                 bar.close()

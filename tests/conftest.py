@@ -70,3 +70,19 @@ def synthetic_glue(root):
             rows.append(" ".join(words) + f"\t{label}")
         (root / "SST-2" / f"{split}.tsv").write_text("\n".join(rows) + "\n")
     return root
+
+
+def tiny_bert_checkpoint(folder):
+    """A random 2-layer, 32-wide BERT (MLM head) with a 1,000-token WordPiece tokenizer, saved to
+    `folder`: a local checkpoint to fine-tune from, without any pretraining."""
+    import transformers
+
+    from pipelines.data.default_corpus import default_corpus_path
+    from tokenizer import build_tokenizer
+
+    lines = [ln for ln in default_corpus_path().read_text(encoding="utf-8").splitlines() if ln.strip()][:2000]
+    tok = build_tokenizer("bert", lines, 1000, folder, model_max_length=64)
+    transformers.BertForMaskedLM(transformers.BertConfig(
+        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64)).save_pretrained(folder)
+    return folder

@@ -224,7 +224,7 @@ class BartDenoising(Seq2SeqPretraining):
         from pipelines.data.packing import SentenceRuns, build_sentence_runs
         from pipelines.data.prepare import prepared_split
 
-        self.setup(tokenizer)
+        self.setup_once(tokenizer)
         width = self.recipe.data.max_seq_length - 2  # room for <s> ... </s>
         store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
         views = []

@@ -196,7 +196,7 @@ class ElectraRtd(MaskingMixin, Task):
         from pipelines.data.prepare import prepared_split
         from tasks.shared.sentence_pairs import DocumentBounds
 
-        self.setup(tokenizer)
+        self.setup_once(tokenizer)
         d, p = self.recipe.data, self.params
         store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
         views = []
@@ -224,7 +224,7 @@ class ElectraRtd(MaskingMixin, Task):
     def build_model(self, tokenizer):
         from transformers import AutoModelForMaskedLM, AutoModelForPreTraining
 
-        self.tokenizer = tokenizer
+        self.setup_once(tokenizer)
         p, source = self.params, self.recipe.model.name_or_path
         disc = init_model(AutoModelForPreTraining, self.recipe, tokenizer, type_vocab_size=2)
         if source:  # continued pretraining from our export (or any discriminator + generator pair)

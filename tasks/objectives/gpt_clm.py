@@ -45,7 +45,7 @@ class CausalLM(Task):
         from pipelines.data.packing import PackedBlocks
         from pipelines.data.prepare import prepared_split
 
-        self.setup(tokenizer)
+        self.setup_once(tokenizer)
         sep, _ = self._eos_pad(tokenizer)
         store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
         views = []
@@ -66,7 +66,7 @@ class CausalLM(Task):
     def build_model(self, tokenizer):
         from transformers import AutoModelForCausalLM
 
-        self.tokenizer = tokenizer
+        self.setup_once(tokenizer)
         eos, pad = self._eos_pad(tokenizer)
         model = init_model(AutoModelForCausalLM, self.recipe, tokenizer, bos_token_id=eos, eos_token_id=eos,
                            pad_token_id=pad)

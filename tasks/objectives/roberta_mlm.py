@@ -30,7 +30,7 @@ class MaskedLM(MaskingMixin, Task):
         from pipelines.data.packing import PackedBlocks
         from pipelines.data.prepare import prepared_split
 
-        self.setup(tokenizer)
+        self.setup_once(tokenizer)
         pre, post = special_template(tokenizer)["single"]
         width = self.recipe.data.max_seq_length - len(pre) - len(post)  # room for <s> ... </s>
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
@@ -57,7 +57,7 @@ class MaskedLM(MaskingMixin, Task):
     def build_model(self, tokenizer):
         from transformers import AutoModelForMaskedLM
 
-        self.setup(tokenizer)
+        self.setup_once(tokenizer)
         return init_model(AutoModelForMaskedLM, self.recipe, tokenizer)
 
     def loss_counts(self, batch):

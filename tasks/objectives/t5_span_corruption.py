@@ -247,7 +247,7 @@ class T5SpanCorruption(Seq2SeqPretraining):
         from pipelines.data.packing import PackedBlocks
         from pipelines.data.prepare import prepared_split
 
-        self.setup(tokenizer)
+        self.setup_once(tokenizer)
         store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
         views = []
         for split, ids in (("train", train_ids), ("eval", eval_ids)):

@@ -72,7 +72,7 @@ class Seq2SeqPretraining(Task):
         return add_decoder_inputs(batch, self.tokenizer, self.decoder_start_id(self.tokenizer))
 
     def build_seq2seq(self, tokenizer, generation: dict | None = None, **fixed):
-        self.tokenizer = tokenizer  # kept for objectives that collate without prepare(); setup() is its place
+        self.setup_once(tokenizer)
         return build_seq2seq_model(self.recipe, tokenizer, self.decoder_start_id(tokenizer), generation, **fixed)
 
     def loss_counts(self, batch):

@@ -128,7 +128,7 @@ class PairTask(MaskingMixin, Task):
         from pipelines.data.examples import ExampleView, cached_index
         from pipelines.data.prepare import prepared_split
 
-        self.setup(tokenizer)
+        self.setup_once(tokenizer)
         d, t = self.recipe.data, self.recipe.training
         store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
         max_tokens = d.max_seq_length - 3
@@ -160,7 +160,7 @@ class PairTask(MaskingMixin, Task):
     def build_model(self, tokenizer):
         from transformers import AutoModelForPreTraining
 
-        self.setup(tokenizer)
+        self.setup_once(tokenizer)
         return init_model(AutoModelForPreTraining, self.recipe, tokenizer, type_vocab_size=2)
 
     def loss_counts(self, batch):

@@ -118,11 +118,11 @@ _LIMITED_WRITES = """
 import resource, signal, sys
 from pipelines import checkpoint
 real = checkpoint.save_checkpoint
-def limited(accelerator, output_dir, step, *rest):
+def limited(accelerator, output_dir, step, *rest, **kw):
     if step >= 4:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failing write, not a killed process
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
-    return real(accelerator, output_dir, step, *rest)
+    return real(accelerator, output_dir, step, *rest, **kw)
 checkpoint.save_checkpoint = limited
 from pipelines.cli import main
 sys.exit(main(sys.argv[1:]))

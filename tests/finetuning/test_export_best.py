@@ -4,7 +4,7 @@ training.eval_steps, and the final one), and the reported scores are that evalua
 import json
 
 import pytest
-from conftest import synthetic_glue
+from conftest import synthetic_glue, tiny_bert_checkpoint
 
 from pipelines.errors import LmforgeError
 
@@ -29,17 +29,11 @@ def test_best_keeper_restores_the_best_weights():
 def test_export_best_exports_the_best_evaluation(tmp_path):
     import transformers
 
-    from pipelines.data.default_corpus import default_corpus_path
     from pipelines.finetune import run_finetune
     from tasks.finetuning.glue_data import load_glue_local
     from tasks.finetuning.submission import predict
-    from tokenizer import build_tokenizer
 
-    lines = [ln for ln in default_corpus_path().read_text(encoding="utf-8").splitlines() if ln.strip()][:2000]
-    tok = build_tokenizer("bert", lines, 1000, tmp_path / "base", model_max_length=64)
-    transformers.BertForMaskedLM(transformers.BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64)).save_pretrained(tmp_path / "base")
+    tiny_bert_checkpoint(tmp_path / "base")
     glue = synthetic_glue(tmp_path / "glue")
     # a rate high enough that the dev accuracy moves between evaluations
     summary = run_finetune("glue/sst2", str(tmp_path / "base"), glue_dir=str(glue), output_dir=str(tmp_path / "ft"),

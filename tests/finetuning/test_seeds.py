@@ -4,7 +4,7 @@ glue_results.json and the printed table, the submission made by the best dev see
 import json
 
 import pytest
-from conftest import synthetic_glue
+from conftest import synthetic_glue, tiny_bert_checkpoint
 
 from pipelines.errors import LmforgeError
 
@@ -22,17 +22,10 @@ def test_seed_summary_statistics():
 
 
 def test_glue_runs_each_seed_and_reports_median_mean_std(tmp_path, capsys):
-    import transformers
 
-    from pipelines.data.default_corpus import default_corpus_path
     from pipelines.finetune import run_finetune
-    from tokenizer import build_tokenizer
 
-    lines = [ln for ln in default_corpus_path().read_text(encoding="utf-8").splitlines() if ln.strip()][:2000]
-    tok = build_tokenizer("bert", lines, 1000, tmp_path / "base", model_max_length=64)
-    transformers.BertForMaskedLM(transformers.BertConfig(
-        vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        max_position_embeddings=64)).save_pretrained(tmp_path / "base")
+    tiny_bert_checkpoint(tmp_path / "base")
     glue = synthetic_glue(tmp_path / "glue")
     (glue / "SST-2" / "test.tsv").write_text("index\tsentence\n0\tgood value\n1\tthe bad object\n")
     summary = run_finetune("glue/sst2", str(tmp_path / "base"), glue_dir=str(glue), output_dir=str(tmp_path / "ft"),
