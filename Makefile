@@ -16,7 +16,7 @@ ARGS       ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast prepare pretrain finetune predict tokenizer corpus bench bench-data lint recipes clean
+.PHONY: install test test-fast prepare pretrain finetune predict distill bench-distill report push tokenizer corpus bench bench-data lint recipes clean
 
 install: $(VENV)/.installed
 
@@ -41,10 +41,32 @@ pretrain: install
 
 finetune: install
 	$(PY) -m pipelines finetune --task $(TASK) --model $(MODEL) $(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) \
-		$(if $(DATA),--data $(DATA)) $(if $(SEEDS),--seeds $(SEEDS)) $(ARGS)
+		$(if $(DATA),--data $(DATA)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(INIT_FROM),--init_from $(INIT_FROM)) $(ARGS)
 
 predict: install
 	$(PY) -m pipelines finetune --do_predict --task $(TASK) --model $(MODEL) --glue_dir $(GLUE_DIR) $(ARGS)
+
+# distillation (pipelines/distill.py): METHOD=kd|distilbert|tinybert TEACHER=<folder> STUDENT=<recipe|folder>
+# TASK=pretrain|glue/<task>, e.g. make distill METHOD=kd TEACHER=<fine-tuned> STUDENT=student-tiny TASK=glue/sst2
+METHOD     ?= kd
+STUDENT    ?= student-tiny
+distill: install
+	$(PY) -m pipelines distill --method $(METHOD) $(if $(TEACHER),--teacher $(TEACHER)) --student $(STUDENT) --task $(TASK) \
+		$(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) $(ARGS)
+
+# issue #11 numbers: teacher vs distilled student on SST-2 (accuracy, retention, parameters, latency)
+bench-distill: install
+	$(PY) -m pipelines.bench_distill $(ARGS)
+
+# static dashboard (index.html + PNG plots) of every result under RUNS; OUT defaults to $(RUNS)/report
+RUNS       ?= runs
+report: install
+	$(PY) -m pipelines report $(RUNS) $(if $(OUT),--out $(OUT))
+
+# MODEL=<export folder or recipe name> REPO=<user/name>; ARGS=--dry_run builds the folder and card only
+push: install
+	@test -n "$(REPO)" || { echo "make push: set REPO=<user/name> (and MODEL=<export folder>)" >&2; exit 2; }
+	$(PY) -m pipelines push $(MODEL) --repo_id $(REPO) $(ARGS)
 
 tokenizer: install
 	$(PY) -m pipelines tokenizer --family $(FAMILY) --corpus $(CORPUS) --vocab_size $(VOCAB) \

@@ -4,9 +4,11 @@
     prepare   RECIPE [key=value ...]         tokenize its corpus once into memory-mapped shards
     finetune  --task glue|glue/sst2 --model CHECKPOINT [--glue_dir DIR] [key=value ...]
               [--do_predict]                 no training: GLUE test-set submission files from an export
+    distill   --method kd|distilbert|tinybert --teacher FOLDER --student RECIPE|FOLDER --task pretrain|glue/<t>
     tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR [--overwrite]
     corpus    [--output PATH]                write the embedded default corpus
-    push      FOLDER --repo_id USER/NAME     upload an export to the Hugging Face Hub
+    push      FOLDER --repo_id USER/NAME [--dry_run]  an export + generated model card to the Hugging Face Hub
+    report    RUNS_DIR [--out FOLDER]        static dashboard (HTML + PNG plots) of the results under RUNS_DIR
     recipes                                  list recipes and tasks
 
 User mistakes (LmforgeError) print one line and exit 2; anything else is a bug and keeps its traceback.
@@ -60,7 +62,16 @@ def _finetune(args) -> int:
         run_predict(args.task, args.model, args.glue_dir, args.output_dir)
         return 0
     run_finetune(args.task, args.model, glue_dir=args.glue_dir, data=args.data, recipe_name=args.recipe,
-                 overrides=args.overrides, output_dir=args.output_dir, seeds=args.seeds)
+                 overrides=args.overrides, output_dir=args.output_dir, seeds=args.seeds,
+                 init_from=args.init_from)
+    return 0
+
+
+def _distill(args) -> int:
+    from pipelines.distill import run_distill
+
+    run_distill(args.method, args.teacher, args.student, args.task, glue_dir=args.glue_dir,
+                output_dir=args.output_dir, overrides=args.overrides)
     return 0
 
 
@@ -101,9 +112,24 @@ def _recipes(args) -> int:
 
 
 def _push(args) -> int:
+    from pathlib import Path
+
     from pipelines.push import push_folder
 
-    print(push_folder(args.folder, args.repo_id, private=args.private))
+    folder = args.folder
+    if not Path(folder).is_dir() and (Path("runs") / folder / "final").is_dir():  # a recipe name: its export
+        folder = str(Path("runs") / folder / "final")
+    where = push_folder(folder, args.repo_id, private=args.private, results=args.results, glue=args.glue_results,
+                        token=args.token, dry_run=args.dry_run, license=args.license)
+    if not args.dry_run:
+        print(where)
+    return 0
+
+
+def _report(args) -> int:
+    from pipelines.report import build_report
+
+    print(f"report: {build_report(args.runs_dir, args.out)}")
     return 0
 
 
@@ -128,10 +154,21 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--output_dir", default=None)
     ft.add_argument("--seeds", type=int, default=1,
                     help="GLUE: train each task with this many seeds (training.seed, +1, ...); report median/mean/std")
+    ft.add_argument("--init_from", default=None,
+                    help="GLUE: RTE, MRPC and STS-B start from this fine-tuned (MNLI) export (a new head)")
     ft.add_argument("--do_predict", action="store_true",
                     help="no training: GLUE submission files from a fine-tuned export (or finetune output folder)")
     ft.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.learning_rate=3e-5")
     ft.set_defaults(func=_finetune)
+    di = sub.add_parser("distill", help="distil a teacher into a student (kd | distilbert | tinybert)")
+    di.add_argument("--method", required=True, choices=("kd", "distilbert", "tinybert"))
+    di.add_argument("--teacher", required=True, help="teacher checkpoint folder (lmforge export or transformers)")
+    di.add_argument("--student", required=True, help="student recipe (e.g. student-tiny) or checkpoint folder")
+    di.add_argument("--task", required=True, help="pretrain | glue/<task>")
+    di.add_argument("--glue_dir", default=None, help="folder in the GLUE TSV layout; default: the Hub")
+    di.add_argument("--output_dir", default=None)
+    di.add_argument("overrides", nargs="*", help="dotted overrides, e.g. objective.alpha=0.1")
+    di.set_defaults(func=_distill)
     tk = sub.add_parser("tokenizer", help="train a tokenizer for a model family")
     tk.add_argument("--family", default="bert")
     tk.add_argument("--corpus", default="default", help="'default', a local file/folder, or a Hub dataset")
@@ -151,7 +188,18 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("folder")
     pu.add_argument("--repo_id", required=True)
     pu.add_argument("--private", action="store_true")
+    pu.add_argument("--dry_run", action="store_true",
+                    help="build the upload folder and model card, print where; no network")
+    pu.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN, else the stored login); never printed")
+    pu.add_argument("--results", default=None, help="results.json for the card (default: next to the export)")
+    pu.add_argument("--glue_results", default=None,
+                    help="glue_results.json for the card's model-index (default: finetune's output for this export)")
+    pu.add_argument("--license", default="apache-2.0")
     pu.set_defaults(func=_push)
+    rp = sub.add_parser("report", help="static dashboard of the results under a runs folder")
+    rp.add_argument("runs_dir", help="folder holding run output folders (results.json, glue_results.json)")
+    rp.add_argument("--out", default=None, help="report folder (default: RUNS_DIR/report); replaced whole")
+    rp.set_defaults(func=_report)
     return p
 
 

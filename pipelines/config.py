@@ -3,7 +3,9 @@
 OmegaConf does the parsing and merging; its structured configs refuse unknown keys and
 wrong types, so a typo in a recipe or an override fails loudly instead of being ignored.
 A recipe may name a `base` recipe it extends (bert-base extends nothing, bert-tiny extends
-bert-base and shrinks it), so shared settings are written once.
+bert-base and shrinks it), so shared settings are written once. A fine-tuning recipe may hold
+`per_task:` defaults keyed by GLUE task (glue.yaml): the entry of objective.glue_task applies over
+its own file (so a recipe extending it still wins), and the command line wins over both.
 """
 
 from __future__ import annotations
@@ -118,7 +120,9 @@ def recipe_path(name_or_path: str) -> Path:
     return path
 
 
-def _read_yaml(path: Path, seen: tuple[Path, ...] = ()):
+def _read_yaml(path: Path, seen: tuple[Path, ...] = (), task: str | None = None, pick: bool = False):
+    """The recipe file merged over its bases; with `pick`, each file's per_task entry for `task` is
+    merged over that file (base < base's entry < file < file's entry)."""
     if path in seen:
         raise LmforgeError(f"recipe {path}: 'base' chain loops back to itself")
     try:
@@ -127,11 +131,54 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()):
         raise LmforgeError(f"recipe {path}: not valid YAML: {' '.join(str(exc).split())}") from None
     if not isinstance(raw, dict) and not OmegaConf.is_dict(raw):
         raise LmforgeError(f"recipe {path}: expected a mapping at the top level")
+    per_task = raw.pop("per_task", None)
+    if per_task is not None:
+        _check_per_task(path, per_task)
     base = raw.get("base")
     if base:
-        parent = _read_yaml(recipe_path(base), seen + (path,))
+        parent = _read_yaml(recipe_path(base), seen + (path,), task, pick)
         raw = OmegaConf.merge(parent, raw)
+    if per_task is not None and pick:
+        if task is None:
+            raise LmforgeError(f"recipe {path}, per_task: needs {PER_TASK_KEY} to pick an entry")
+        if task in per_task:
+            raw = OmegaConf.merge(raw, per_task[task])
     return raw
+
+
+PER_TASK_KEY = "objective.glue_task"  # the value that picks a recipe's per_task entry
+
+
+def _check_per_task(path: Path, per_task) -> None:
+    """Known GLUE task names, each a mapping of recipe fields with valid names and types."""
+    from tasks.finetuning.glue_data import GLUE_TASKS
+
+    if not OmegaConf.is_dict(per_task):
+        raise LmforgeError(f"recipe {path}, per_task: expected a mapping from GLUE task names to recipe fields")
+    for name, entry in per_task.items():
+        where = f"recipe {path}, per_task.{name}"
+        if name not in GLUE_TASKS:
+            raise LmforgeError(f"recipe {path}, per_task: unknown GLUE task '{name}' (known: {', '.join(GLUE_TASKS)})")
+        if not OmegaConf.is_dict(entry):
+            raise LmforgeError(f"{where}: expected a mapping of recipe fields, got '{entry}'")
+        fixed = [k for k in ("name", "base", "per_task") if k in entry]
+        fixed += [PER_TASK_KEY] if OmegaConf.select(entry, PER_TASK_KEY) is not None else []
+        if fixed:
+            raise LmforgeError(f"{where}: {fixed[0]} cannot be set per task")
+        try:
+            OmegaConf.merge(OmegaConf.structured(Recipe), entry)
+        except OmegaConfBaseException as exc:
+            raise LmforgeError(f"{where}: {_one_line(exc)}") from None
+
+
+def _picked_task(path: Path, patch: dict | None, overrides: list[str] | None) -> str | None:
+    """objective.glue_task as the YAML, patch and overrides leave it: whose per_task entry applies."""
+    try:
+        dotlist = OmegaConf.from_dotlist([o for o in overrides or () if "=" in o])
+        value = OmegaConf.select(OmegaConf.merge(_read_yaml(path), patch or {}, dotlist), PER_TASK_KEY)
+    except OmegaConfBaseException:
+        return None  # the full merge below reports it
+    return None if value is None else str(value)
 
 
 def _one_line(exc: OmegaConfBaseException) -> str:
@@ -140,12 +187,14 @@ def _one_line(exc: OmegaConfBaseException) -> str:
     return f"field '{key}': {msg}" if key else msg
 
 
-def load_recipe(name_or_path: str, overrides: list[str] | None = None) -> Recipe:
-    """Recipe = schema defaults <- YAML (with its bases) <- dotted overrides (key=value)."""
+def load_recipe(name_or_path: str, overrides: list[str] | None = None, patch: dict | None = None) -> Recipe:
+    """Recipe = schema defaults <- YAML (with its bases) <- `patch` (sections from another recipe, e.g.
+    a distillation student's model) <- dotted overrides (key=value)."""
     path = recipe_path(name_or_path)
     schema = OmegaConf.structured(Recipe)
     try:
-        merged = OmegaConf.merge(schema, _read_yaml(path))
+        yaml = _read_yaml(path, task=_picked_task(path, patch, overrides), pick=True)
+        merged = OmegaConf.merge(schema, yaml, patch or {})
     except OmegaConfBaseException as exc:
         raise LmforgeError(f"recipe {path}: {_one_line(exc)}") from None
     if overrides:

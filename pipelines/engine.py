@@ -23,7 +23,7 @@ from pipelines.errors import LmforgeError, Preempted
 from pipelines.flops import mfu
 from pipelines.preemption import StopSignals
 from pipelines.resume import check_resumed_schedule, schedule_settings
-from pipelines.tracking import JsonlLog, json_safe, log_with
+from pipelines.tracking import JsonlLog, log_with
 
 
 @dataclass
@@ -197,6 +197,7 @@ class Run:
     state: dict
     out: Path
     history: list[dict] = field(default_factory=list)
+    started: float = field(default_factory=time.time)  # when setup() began (wall time in results.json)
 
 
 def setup(task, recipe: Recipe) -> Run:
@@ -207,6 +208,7 @@ def setup(task, recipe: Recipe) -> Run:
     from pipelines.launch_guard import check_launch
     from pipelines.run_folder import claim_output_dir
 
+    started = time.time()
     t = recipe.training
     out = Path(t.output_dir)
     accelerator = make_accelerator(t)
@@ -254,7 +256,7 @@ def setup(task, recipe: Recipe) -> Run:
     accelerator.init_trackers(t.project, config=recipe_to_dict(recipe),
                               init_kwargs={"wandb": {"name": t.run_name or recipe.name, "dir": str(out)}})
     return Run(task, recipe, accelerator, tokenizer, model, optimizer, scheduler, train_data, sampler, eval_batches,
-               max_steps, start_step, state, out)
+               max_steps, start_step, state, out, started=started)
 
 
 def loader_workers(t: TrainingSection, device) -> int:
@@ -349,6 +351,7 @@ def loop(run: Run):
     log = JsonlLog(run.out / "metrics.jsonl", acc.is_main_process)
     _start_loop(run, log)
     flops_tok = task.flops_per_token(acc.unwrap_model(run.model))
+    eval_every = task.eval_every(run.sampler.per_epoch // t.gradient_accumulation_steps)  # steps per epoch
     bar = tqdm(total=run.max_steps, initial=run.start_step, disable=not acc.is_local_main_process,
                desc=run.recipe.name, dynamic_ncols=True)
     window_tokens, window_start = 0, time.perf_counter()
@@ -388,11 +391,14 @@ def loop(run: Run):
                 log.write(logs)
                 run.history.append(logs)
                 window_tokens, window_start = 0, time.perf_counter()
-            if t.eval_steps and done % t.eval_steps == 0 and done != run.max_steps and run.eval_batches:
+            if eval_every and done % eval_every == 0 and done != run.max_steps and run.eval_batches:
                 metrics = evaluate(acc, run.model, task, run.eval_batches)
                 acc.log(metrics, step=done)
                 log.write({"step": done, **metrics})
                 acc.print(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
+                if task.stop_after_eval(done):  # early stopping (every rank saw the same metrics)
+                    run.max_steps = done  # the run ends here: finish() evaluates, exports and reports this step
+                    break
             state = _trainer_state(run, done, skipped)
             save = t.save_steps and done % t.save_steps == 0 and done != run.max_steps
             signum = signals.requested(acc)
@@ -427,16 +433,14 @@ def finish(run: Run, log) -> TrainResult:
         raise LmforgeError(f"step {run.max_steps}: the weights are not finite after the last update; nothing was "
                            "exported (lower training.learning_rate)")
     export_dirs = export(acc, run.task, run.model, run.tokenizer, run.out / "final")
-    if acc.is_main_process and t.push_to_hub and export_dirs:
-        from pipelines.push import push_folder
-
-        push_folder(export_dirs[0], t.hub_model_id or run.recipe.name)
     if acc.is_main_process:
-        world = acc.num_processes
-        (run.out / "results.json").write_text(json.dumps(json_safe(
-            {"recipe": run.recipe.name, "steps": run.max_steps, "tokens": run.state["tokens"], "world_size": world,
-             "global_batch": t.per_device_train_batch_size * t.gradient_accumulation_steps * world,
-             **final_metrics}), indent=2))
+        from pipelines.results import write_results
+
+        results = write_results(run, final_metrics, export_dirs, log)  # also logs the table to the trackers
+        if t.push_to_hub and export_dirs:
+            from pipelines.push import push_folder
+
+            push_folder(export_dirs[0], t.hub_model_id or run.recipe.name, results=results)
     acc.end_training()
     return TrainResult(run.out, export_dirs, run.max_steps, run.history, final_metrics)
 

@@ -27,17 +27,17 @@ from pipelines.errors import LmforgeError
 SEQ2SEQ_RECIPE = "summarization"
 
 
-def resolve_model(model: str) -> str:
+def resolve_model(model: str, flag: str = "--model") -> str:
     """A checkpoint folder, a pretrain recipe name whose export exists (runs/<name>/final), or a Hub name."""
     if Path(model).is_dir():
         if not (Path(model) / "config.json").exists():
-            raise LmforgeError(f"--model {model}: folder has no config.json (not a save_pretrained folder)")
+            raise LmforgeError(f"{flag} {model}: folder has no config.json (not a save_pretrained folder)")
         return model
     exported = Path("runs") / model / "final"
     if (exported / "config.json").exists():
         return str(exported)
     if Path(model).suffix or model.startswith((".", "/", "~")) or model.count("/") > 1:
-        raise LmforgeError(f"--model {model}: no such checkpoint folder")
+        raise LmforgeError(f"{flag} {model}: no such checkpoint folder")
     return model  # a Hub name: from_pretrained reports it if it cannot be had
 
 
@@ -68,22 +68,42 @@ def glue_task_list(spec: str, glue_dir: str | None) -> list[str]:
 
 
 def run_finetune(task: str, model: str, glue_dir=None, data=None, recipe_name=None, overrides=(), output_dir=None,
-                 seeds: int = 1):
-    """Fine-tune `model` on `task` (glue, glue/<name>, summarization, seq2seq...); return the metrics."""
+                 seeds: int = 1, init_from: str | None = None):
+    """Fine-tune `model` on `task` (glue, glue/<name>, summarization, seq2seq...); return the metrics.
+    `init_from`: RTE, MRPC and STS-B start from this fine-tuned (MNLI) checkpoint instead."""
     path = resolve_model(model)
     if seeds != 1 and not task.startswith("glue"):
         raise LmforgeError(f"--seeds {seeds}: several seeds are supported for GLUE tasks only")
+    if init_from and not task.startswith("glue"):
+        raise LmforgeError(f"--init_from {init_from}: starting from a fine-tuned checkpoint is for GLUE tasks only")
     if task == "summarization" or task.startswith("seq2seq"):
         return run_seq2seq(task, path, data, recipe_name, list(overrides), output_dir)
     if task != "glue" and not task.startswith("glue/"):
         raise LmforgeError(f"--task {task}: expected glue, glue/<task> or summarization")
-    return run_glue(task, path, glue_dir, recipe_name, list(overrides), output_dir, seeds)
+    return run_glue(task, path, glue_dir, recipe_name, list(overrides), output_dir, seeds, init_from)
+
+
+def init_from_overrides(init_from: str | None, task: str, names: list[str]) -> dict[str, str]:
+    """{task: 'objective.init_from=<abs path>'} for the tasks RoBERTa starts from MNLI (rte, mrpc, stsb)."""
+    from tasks.finetuning.init_from import INIT_FROM_TASKS
+
+    if not init_from:
+        return {}
+    folder = resolve_model(init_from, "--init_from")
+    starts = [n for n in names if n in INIT_FROM_TASKS]
+    if not starts:
+        raise LmforgeError(f"--init_from {init_from}: only {', '.join(INIT_FROM_TASKS)} start from it (RoBERTa's "
+                           f"practice), and --task {task} runs {', '.join(names)}; to start another task from a "
+                           "fine-tuned checkpoint, pass objective.init_from=<folder>")
+    where = os.path.abspath(folder) if Path(folder).is_dir() else folder  # recipe.json works from anywhere
+    return {n: f"objective.init_from={where}" for n in starts}
 
 
 def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=(), output_dir=None,
-             seeds: int = 1) -> dict:
+             seeds: int = 1, init_from: str | None = None) -> dict:
     """One run per GLUE task (per seed: training.seed, +1, ... in <task>/seed-<s> when seeds > 1);
-    writes <task>/eval_results.json and glue_results.json, prints the table."""
+    writes eval_results.json (with the evaluation each export holds) per run and per task, and
+    glue_results.json, prints the table."""
     from tasks.finetuning.common import checkpoint_config
     from tasks.finetuning.glue_t5 import glue_recipe_for
     from tasks.finetuning.seeds import best_seed, seed_list, seed_summary
@@ -93,22 +113,29 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
     names = glue_task_list(task, glue_dir)
     recipe_name = recipe_name or glue_recipe_for(checkpoint_config(path).model_type)
     root = Path(output_dir or default_output_root(path))
+    starts = init_from_overrides(init_from, task, names)
     summary = {}
     for name in names:
         fixed = [f"objective.glue_task={name}", f"model.name_or_path={path}",
                  f"training.output_dir={root / name}", f"name={recipe_name}-{name}"]
         if glue_dir:
             fixed.append(f"objective.glue_dir={os.path.abspath(glue_dir)}")
+        fixed += [starts[name]] if name in starts else []
         recipe = load_recipe(recipe_name, fixed + list(overrides))
-        per_seed, out_dirs = {}, {}
+        per_seed, out_dirs, exported = {}, {}, {}
         for seed in seed_list(recipe.training.seed, seeds):
             out_dirs[seed] = root / name / f"seed-{seed}" if seeds > 1 else root / name
             recipe = load_recipe(recipe_name, fixed + list(overrides) +
                                  [f"training.seed={seed}", f"training.output_dir={out_dirs[seed]}"])
-            metrics = _train(recipe)
+            metrics, exported[seed] = _train_and_report(recipe)
             per_seed[seed] = {k: v for k, v in metrics.items() if not k.startswith("loss")}
+            if seeds > 1:
+                atomic_write_json(out_dirs[seed] / "eval_results.json", {"task": name, "model": path, "seed": seed,
+                                                                         **per_seed[seed], "exported": exported[seed]})
         summary[name] = per_seed[seed] if seeds == 1 else seed_summary(per_seed)
-        atomic_write_json(root / name / "eval_results.json", {"task": name, "model": path, **summary[name]})
+        which = exported[seed] if seeds == 1 else {str(s): e for s, e in exported.items()}
+        atomic_write_json(root / name / "eval_results.json", {"task": name, "model": path, **summary[name],
+                                                              "exported": which})
         if glue_dir and recipe.task == "glue" and _main_process():  # test files present: the submission too
             from tasks.finetuning.glue_data import get_glue_task
             from tasks.finetuning.submission import write_submission
@@ -186,17 +213,26 @@ def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None 
 
 
 def _train(recipe) -> dict:
-    """The final eval metrics of one engine run, without the 'eval/' prefix."""
+    """The exported evaluation's metrics of one engine run, without the 'eval/' prefix."""
+    return _train_and_report(recipe)[0]
+
+
+def _train_and_report(recipe) -> tuple[dict, dict | None]:
+    """(metrics of the evaluation the export holds, which evaluation that is: None for the last step).
+    With objective.export_best (GLUE's default) the export is the best dev evaluation's weights."""
     from pipelines.engine import train
     from tasks.base import get_task
 
     task = get_task(recipe.task)(recipe)
     result = train(task, recipe)
     best = getattr(task, "best", None)
-    if best is not None and best.metrics is not None:  # objective.export_best: the exported evaluation's scores
-        print(f"exported the best of {best.evaluations} evaluations (#{best.best_at}, {best.metric}={best.score:.4f})")
-        return dict(best.metrics)
-    return {k.removeprefix("eval/"): v for k, v in result.eval_metrics.items()}
+    exported = best.summary(result.steps) if best is not None else None
+    if exported is not None:
+        from tasks.finetuning.best import summary_line
+
+        print(summary_line(exported))
+        return dict(best.metrics), exported
+    return {k.removeprefix("eval/"): v for k, v in result.eval_metrics.items()}, None
 
 
 def glue_table(summary: dict[str, dict]) -> str:

@@ -1,4 +1,5 @@
-"""A short model card (README.md) written into every exported folder."""
+"""A short model card (README.md) written into every exported folder; `push` replaces it with the full
+card built from the run's results files (pipelines/hub_card.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ def model_card(model, recipe=None, metrics: dict | None = None) -> str:
     n = sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters())  # ZeRO-3: p is an empty placeholder
     lines = ["---", "library_name: transformers", "tags: [lmforge]", "---", "",
              f"# {recipe.name if recipe else arch}", "",
-             f"`{arch}` with {n / 1e6:.1f}M parameters, trained with [lmforge](https://github.com/).", ""]
+             f"`{arch}` with {n / 1e6:.1f}M parameters, trained with lmforge.", ""]
     if recipe is not None:
         t, d = recipe.training, recipe.data
         lines += [f"- task: `{recipe.task}`", f"- corpus: `{d.corpus}`, max length {d.max_seq_length}",

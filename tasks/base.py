@@ -101,6 +101,15 @@ class Task:
         """Extra metrics beyond the per-term losses the engine computes (accuracy, F1, ...)."""
         return {}
 
+    def eval_every(self, steps_per_epoch: int) -> int:
+        """Optimizer steps between evaluations during training; 0: only the final one."""
+        return self.recipe.training.eval_steps
+
+    def stop_after_eval(self, step: int) -> bool:
+        """Asked after each evaluation during training: True ends training at `step` (early
+        stopping); the engine's finish() then evaluates, exports and reports as usual."""
+        return False
+
     # --- export -----------------------------------------------------------------------
     def export(self, model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> list[Path]:
         """save_pretrained folders that load with the right AutoModelFor... class. `state_dict` is the

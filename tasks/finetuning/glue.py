@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -28,16 +29,25 @@ class GlueParams:
     max_train_examples: int | None = None  # cap for quick runs
     max_eval_examples: int | None = None
     random_init: bool = False  # same architecture, fresh weights: the baseline pretraining must beat
-    export_best: bool = False  # export the best dev evaluation (training.eval_steps=N), not the last step
+    # evaluate every epoch (or every training.eval_steps) and export the best dev evaluation (best.py)
+    export_best: bool = True
+    early_stopping_patience: int = 0  # stop after this many evaluations without a better one; 0: off
+    init_from: str | None = None  # start from another fine-tuned checkpoint, e.g. MNLI's (init_from.py)
     peft: str = "none"  # none | lora (tasks/finetuning/lora.py)
     lora: LoraParams = field(default_factory=LoraParams)
 
     def check(self, where: str) -> None:
         for name in ("max_train_examples", "max_eval_examples"):
             check_range(where, name, getattr(self, name), lo=1)
+        check_range(where, "early_stopping_patience", self.early_stopping_patience, lo=0)
+        if self.early_stopping_patience and not self.export_best:  # as HF Trainer's load_best_model_at_end
+            raise LmforgeError(f"{where}, early_stopping_patience: {self.early_stopping_patience} needs "
+                               "export_best=true (stopping on no gain and exporting the last, worse, weights)")
         check_choice(where, "peft", self.peft, ("none", "lora"))
         if self.peft == "lora" and self.random_init:  # frozen random weights cannot be rebuilt from an adapter
             raise LmforgeError(f"{where}: random_init and peft=lora together: LoRA needs pretrained weights")
+        if self.init_from is not None and self.random_init:
+            raise LmforgeError(f"{where}: random_init and init_from={self.init_from} together: pick one")
         self.lora.check(where)
 
 
@@ -61,6 +71,7 @@ def load_glue_splits(p: GlueParams, seed: int):
 @register("glue")
 class GlueClassification(Task):
     Params = GlueParams
+    needs_checkpoint: ClassVar[bool] = True  # distillation students may instead be built from a config
 
     def __init__(self, recipe):
         super().__init__(recipe)
@@ -71,8 +82,9 @@ class GlueClassification(Task):
         if self.params.export_best:
             from tasks.finetuning.best import BestKeeper
 
-            self.best = BestKeeper(self.spec.metrics[0])  # the task's main metric (first split)
-        if not recipe.model.name_or_path:
+            # the task's main metric (first split)
+            self.best = BestKeeper(self.spec.metrics[0], self.params.early_stopping_patience)
+        if not recipe.model.name_or_path and self.needs_checkpoint:
             raise LmforgeError(f"recipe '{recipe.name}': fine-tuning needs model.name_or_path (a checkpoint)")
 
     def load_tokenizer(self):
@@ -83,7 +95,13 @@ class GlueClassification(Task):
 
     def setup(self, tokenizer):
         super().setup(tokenizer)
-        self.max_length = fit_max_length(self.recipe, tokenizer)
+        init = self.params.init_from
+        if init:  # the weights come from there: its position table limits the length
+            from tasks.finetuning.init_from import init_config
+
+            self.max_length = fit_max_length(self.recipe, tokenizer, init_config(init))
+        else:
+            self.max_length = fit_max_length(self.recipe, tokenizer)
 
     def _encode(self, rows, split_id: int) -> list[dict]:
         cols = [rows[c] for c in self.spec.text_columns]
@@ -119,10 +137,19 @@ class GlueClassification(Task):
         # checkpoint's own id2label (BartConfig saves three labels by default)
         labels = self.spec.labels or ("score",)
         kwargs = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
-        if self.spec.is_regression:
-            kwargs["problem_type"] = "regression"
-        path = self.recipe.model.name_or_path
-        missing: list[str] = []  # weights the checkpoint lacks (freshly initialised here)
+        # set either way: a checkpoint fine-tuned on STS-B (init_from) saved "regression"
+        kwargs["problem_type"] = "regression" if self.spec.is_regression else "single_label_classification"
+        path, init = self.recipe.model.name_or_path, self.params.init_from
+        where = f"objective.init_from={init}" if init else f"--model {path}"
+        if self.best is not None:
+            from tasks.finetuning.best import check_unsharded
+
+            check_unsharded(f"recipe '{self.recipe.name}', section 'objective'")
+        if init:
+            from tasks.finetuning.init_from import check_same_tokenizer
+
+            check_same_tokenizer(tokenizer, init, path)
+        missing: list[str] = []  # weights the checkpoint lacks or (init_from) has in another shape: new here
         try:
             if self.params.random_init:
                 from transformers import AutoConfig
@@ -130,13 +157,17 @@ class GlueClassification(Task):
                 config = AutoConfig.from_pretrained(path, pad_token_id=tokenizer.pad_token_id, **kwargs)
                 model = AutoModelForSequenceClassification.from_config(config)
             else:
+                # init_from: a head of another label count (MNLI 3 -> RTE 2, STS-B 1) is made anew
                 model, info = AutoModelForSequenceClassification.from_pretrained(
-                    path, pad_token_id=tokenizer.pad_token_id, output_loading_info=True, **kwargs)
-                missing = list(info["missing_keys"])
+                    init or path, pad_token_id=tokenizer.pad_token_id, output_loading_info=True,
+                    ignore_mismatched_sizes=bool(init), **kwargs)
+                missing = list(info["missing_keys"]) + sorted(k for k, *_ in info.get("mismatched_keys", ()))
         except (OSError, ValueError) as exc:
-            raise LmforgeError(f"--model {path}: cannot load for sequence classification: "
+            raise LmforgeError(f"{where}: cannot load for sequence classification: "
                                f"{' '.join(str(exc).split())[:200]}") from None
-        check_vocab(model, tokenizer, f"--model {path}")
+        check_vocab(model, tokenizer, where)
+        if init:
+            print(f"init_from {init}: new weights: {', '.join(missing) or 'none (same head shape)'}")
         if self.params.peft == "lora":
             from tasks.finetuning.lora import wrap_lora
 
@@ -178,6 +209,13 @@ class GlueClassification(Task):
         if self.best is not None:
             self.best.update(model, metrics)
         return metrics
+
+    def eval_every(self, steps_per_epoch: int) -> int:
+        """training.eval_steps when set; otherwise every epoch while the best evaluation is kept."""
+        return self.recipe.training.eval_steps or (steps_per_epoch if self.best is not None else 0)
+
+    def stop_after_eval(self, step: int) -> bool:
+        return self.best is not None and self.best.after_evaluation(step)
 
 
 def split_metrics(spec, rows: list[tuple]) -> dict[str, float]:

@@ -43,12 +43,18 @@ def glue_recipe_for(model_type: str) -> str:
 @dataclass
 class GlueT5Params(GlueParams):
     max_new_tokens: int | None = None  # None: the longest label target + 2 tokens
+    export_best: bool = False  # text-to-text exports the last step (the keeper lives in glue.py's task)
 
     def check(self, where: str) -> None:
+        # the classification task's features, refused here before GlueParams.check ties them together
+        for name, value in (("export_best", self.export_best), ("early_stopping_patience",
+                                                                 self.early_stopping_patience),
+                            ("init_from", self.init_from)):
+            if value:
+                raise LmforgeError(f"{where}, {name}: not supported by text-to-text GLUE (glue-t5); it needs "
+                                   "a classification head (--recipe glue)")
         super().check(where)
         check_range(where, "max_new_tokens", self.max_new_tokens, lo=1)
-        if self.export_best:  # kept by the classification task's eval_metrics only
-            raise LmforgeError(f"{where}, export_best: not supported by text-to-text GLUE (glue-t5)")
         if self.peft != "none":  # LoRA is wired into the classification head task only
             raise LmforgeError(f"{where}, peft: '{self.peft}' is not supported by text-to-text GLUE (glue-t5); "
                                "use --recipe glue (T5ForSequenceClassification) for LoRA")

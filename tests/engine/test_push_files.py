@@ -17,6 +17,7 @@ def _folder(root):
     (folder / "checkpoints" / "model.safetensors").write_text("x")
     for name in EXPORT + STRAY:
         (folder / name).write_text("x")
+    (folder / "config.json").write_text('{"model_type": "bert"}')  # the model card reads it
     return folder
 
 
