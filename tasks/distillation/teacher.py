@@ -163,9 +163,9 @@ def teacher_fingerprint(path: str) -> str:
 def teacher_logits(teacher: nn.Module, examples: list[dict], pad_id: int, batch_size: int = 64) -> np.ndarray:
     """[n, labels] float32 teacher logits of fine-tuning examples (input_ids[, token_type_ids]), computed
     once in length-sorted batches: with the teacher in eval mode they do not change between epochs."""
-    from tasks.shared.batching import pad_stack
-
     from tqdm.auto import tqdm
+
+    from tasks.shared.batching import pad_stack
 
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
     out = np.zeros((len(examples), teacher.config.num_labels), dtype=np.float32)

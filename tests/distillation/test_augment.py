@@ -4,7 +4,6 @@ at the asked rate, and augmented examples reach the KD loss unlabelled (soft tar
 import numpy as np
 import pytest
 import torch
-
 from conftest import reset_accelerate, synthetic_glue, tiny_bert_checkpoint
 
 
