@@ -33,10 +33,10 @@ def default_teacher_base() -> str:
 
 
 def dev_rows(glue_dir: str) -> tuple[list[str], list[int]]:
-    from tasks.finetuning.glue_data import load_glue
+    from tasks.finetuning.glue_data import get_glue_task, load_glue
 
     rows = load_glue("sst2", "validation", glue_dir)
-    return list(rows["sentence"]), list(rows["label"])
+    return list(rows[get_glue_task("sst2").text_columns[0]]), list(rows["label"])
 
 
 def load_classifier(folder):
@@ -135,8 +135,10 @@ def main(argv=None):
     res["distill_summary"] = distilled
     res["wall_s"] = time.perf_counter() - started
     res["targets_met"] = {k: res[k] >= v for k, v in TARGETS.items()}
-    (work / "bench_distill.json").write_text(json.dumps(res, indent=2, default=str))
     print(markdown(res))
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "bench_distill.json").write_text(json.dumps(res, indent=2, default=str))
+    print(f"results: {work / 'bench_distill.json'}")
 
 
 def markdown(res: dict) -> str:

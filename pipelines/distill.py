@@ -12,7 +12,8 @@ METHOD x TASK -> recipe (tasks/recipes/distill-*.yaml) and task (tasks/distillat
 STUDENT is a recipe whose `model` section describes the student (tasks/recipes/student-*.yaml; the
 rest of the config comes from the teacher's), or a checkpoint folder to start from (TinyBERT's task
 stage starts from its general student). The tokenizer is always the teacher's.
-Output: runs/distill/<method>-<task>-<student label>/ with distill_results.json.
+Output: runs/distill/<method>-<task>-<student label>/ with distill_results.json (and, for a GLUE task,
+glue_results.json, so `make report` puts the student on its leaderboard).
 """
 
 from __future__ import annotations
@@ -84,6 +85,10 @@ def run_distill(method: str, teacher: str, student: str, task: str, glue_dir: st
     if summary["student_parameters"]:
         summary["parameter_ratio"] = summary["teacher_parameters"] / summary["student_parameters"]
     atomic_write_json(root / "distill_results.json", summary)
+    if kind == "glue":  # the student on `make report`'s GLUE leaderboard, next to fine-tuned models
+        glue_task = recipe.objective["glue_task"]
+        atomic_write_json(root / "glue_results.json", {glue_task: {k: v for k, v in metrics.items()
+                                                              if not k.startswith("loss")}})
     print(f"{name}: " + "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
     print(f"student: {root / 'final'} ({summary['student_parameters']:,} parameters, teacher "
           f"{summary['teacher_parameters']:,})")

@@ -107,27 +107,15 @@ class DistilBertDistillation(MaskedLM):
     def build_model(self, tokenizer):
         from transformers import AutoModelForMaskedLM
 
-        from tasks.distillation.teacher import copy_teacher_layers, load_teacher, student_config
-        from tasks.shared.modeling import check_positions, check_vocab
+        from tasks.distillation.teacher import copy_teacher_layers, teacher_and_student
 
         where = f"recipe '{self.recipe.name}'"
         self.setup_once(tokenizer)
-        teacher = load_teacher(self.params.teacher, AutoModelForMaskedLM, f"{where}, objective.teacher", MLM_HEAD)
-        check_vocab(teacher, tokenizer, f"{where} (teacher)")
-        if self.recipe.model.name_or_path:
-            from tasks.distillation.teacher import check_same_tokenizer
-            from tasks.shared.modeling import init_model
-
-            check_same_tokenizer(tokenizer, self.recipe.model.name_or_path, where)
-            student = init_model(AutoModelForMaskedLM, self.recipe, tokenizer)
-        else:
-            n = teacher.config.num_hidden_layers
-            student = AutoModelForMaskedLM.from_config(student_config(teacher.config, self.recipe))
-            check_vocab(student, tokenizer, f"{where} (student)")
-            check_positions(student, self.recipe)
-            if self.params.init_from_teacher and student.config.hidden_size == teacher.config.hidden_size:
-                self.teacher_layers = initial_layers(student.config.num_hidden_layers, n)
-                copy_teacher_layers(student, teacher, self.teacher_layers)
+        teacher, student, fresh = teacher_and_student(self.recipe, tokenizer, AutoModelForMaskedLM,
+                                                      self.params.teacher, MLM_HEAD)
+        if fresh and self.params.init_from_teacher and student.config.hidden_size == teacher.config.hidden_size:
+            self.teacher_layers = initial_layers(student.config.num_hidden_layers, teacher.config.num_hidden_layers)
+            copy_teacher_layers(student, teacher, self.teacher_layers)
         if self.params.alpha_cos and student.config.hidden_size != teacher.config.hidden_size:
             raise LmforgeError(f"{where}: objective.alpha_cos={self.params.alpha_cos} needs the student's width "
                                f"({student.config.hidden_size}) to equal the teacher's ({teacher.config.hidden_size}); "

@@ -41,6 +41,7 @@ class GlueStudent(GlueClassification):
             raise LmforgeError(f"{where}: teacher '{self.params.teacher}' has {self.teacher_config.num_labels} "
                                f"labels but {self.spec.name} has {self.spec.num_labels}: the teacher must be "
                                f"fine-tuned on {self.spec.name}")
+        check_same_tokenizer(tokenizer, self.params.teacher, where, "teacher")  # tokenizer.name_or_path overridden
         check_same_tokenizer(tokenizer, self.recipe.model.name_or_path, where)
         path = self.recipe.model.name_or_path
         config = checkpoint_config(path) if path else self.student_config(tokenizer)

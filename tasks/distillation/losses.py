@@ -55,9 +55,13 @@ def group_heads(teacher_scores: torch.Tensor, student_heads: int) -> torch.Tenso
     head learns the mean score of H_t / H_s consecutive teacher heads (TinyBERT itself keeps the
     teacher's head count; averaging is our choice, and needs H_t to be a multiple of H_s)."""
     b, h_t, q, k = teacher_scores.shape
+    check_head_counts(h_t, student_heads)
     if h_t == student_heads:
         return teacher_scores
-    if h_t % student_heads:
-        raise LmforgeError(f"the teacher has {h_t} attention heads and the student {student_heads}: attention "
-                           "distillation needs the teacher's head count to be a multiple of the student's")
     return teacher_scores.view(b, student_heads, h_t // student_heads, q, k).mean(dim=2)
+
+
+def check_head_counts(teacher_heads: int, student_heads: int) -> None:
+    if teacher_heads % student_heads:
+        raise LmforgeError(f"the teacher has {teacher_heads} attention heads and the student {student_heads}: "
+                           "attention distillation needs the teacher's head count to be a multiple of the student's")

@@ -42,19 +42,39 @@ def load_teacher(path: str, auto_cls, where: str, need_head: tuple[str, ...] = (
     return model
 
 
-def check_same_tokenizer(teacher_tokenizer, student_path: str | None, where: str) -> None:
-    """A student checkpoint must use the teacher's vocabulary: logits and embeddings are compared
-    position by position, so one id meaning two tokens would silently distil nonsense."""
-    if not student_path or not (Path(student_path) / "tokenizer_config.json").exists() and \
-            not (Path(student_path) / "tokenizer.json").exists():
+def teacher_and_student(recipe, tokenizer, auto_cls, teacher_path: str, need_head: tuple[str, ...] = ()):
+    """(teacher, student, fresh) of a corpus method (DistilBERT, TinyBERT's general stage): the teacher
+    loaded frozen and checked against the run's tokenizer; the student from model.name_or_path (same
+    tokenizer) or, fresh=True, built from student_config() and checked against the recipe."""
+    from tasks.shared.modeling import check_positions, check_vocab, init_model
+
+    where = f"recipe '{recipe.name}'"
+    teacher = load_teacher(teacher_path, auto_cls, f"{where}, objective.teacher", need_head)
+    check_vocab(teacher, tokenizer, f"{where} (teacher)")
+    check_same_tokenizer(tokenizer, teacher_path, where, "teacher")
+    if recipe.model.name_or_path:
+        check_same_tokenizer(tokenizer, recipe.model.name_or_path, where)
+        return teacher, init_model(auto_cls, recipe, tokenizer), False
+    student = auto_cls.from_config(student_config(teacher.config, recipe))
+    check_vocab(student, tokenizer, f"{where} (student)")
+    check_positions(student, recipe)
+    return teacher, student, True
+
+
+def check_same_tokenizer(tokenizer, folder: str | None, where: str, role: str = "student") -> None:
+    """The run's tokenizer must be the one in `folder` (the student checkpoint's, or the teacher's when
+    tokenizer.name_or_path was overridden): logits and embeddings are compared position by position,
+    so one id meaning two tokens would silently distil nonsense. A folder without a tokenizer passes."""
+    if not folder or not (Path(folder) / "tokenizer_config.json").exists() and \
+            not (Path(folder) / "tokenizer.json").exists():
         return
     from transformers import AutoTokenizer
 
-    student_tok = AutoTokenizer.from_pretrained(student_path)
-    if student_tok.get_vocab() != teacher_tokenizer.get_vocab():
-        raise LmforgeError(f"{where}: the student '{student_path}' has a different tokenizer from the teacher "
-                           f"({len(student_tok)} vs {len(teacher_tokenizer)} tokens, or other ids): teacher and "
-                           "student must share the tokenizer")
+    theirs = AutoTokenizer.from_pretrained(folder)
+    if theirs.get_vocab() != tokenizer.get_vocab():
+        raise LmforgeError(f"{where}: the {role} '{folder}' has a different tokenizer from the one this run uses "
+                           f"({len(theirs)} vs {len(tokenizer)} tokens, or other ids): teacher and student must "
+                           "share the tokenizer")
 
 
 def student_config(teacher_config, recipe, **fixed):

@@ -35,6 +35,7 @@ from torch import nn
 from pipelines.config import check_choice, check_range
 from pipelines.errors import LmforgeError
 from tasks.base import register, write_pretrained
+from tasks.distillation import losses
 from tasks.distillation.glue_student import GlueDistillParams, GlueStudent
 from tasks.distillation.teacher import WithFrozenTeacher, student_state
 from tasks.objectives.roberta_mlm import MaskedLM
@@ -89,9 +90,9 @@ class TinyBertDistiller(WithFrozenTeacher):
     def __init__(self, student, teacher, intermediate: bool, prediction: bool, temperature: float = 1.0):
         super().__init__(student, teacher)
         s, t = student.config, teacher.config
-        self.mapping = losses().layer_map(s.num_hidden_layers, t.num_hidden_layers)
-        if intermediate and t.num_attention_heads % s.num_attention_heads:
-            losses().group_heads(torch.zeros(1, t.num_attention_heads, 1, 1), s.num_attention_heads)  # its error
+        self.mapping = losses.layer_map(s.num_hidden_layers, t.num_hidden_layers)
+        if intermediate:
+            losses.check_head_counts(t.num_attention_heads, s.num_attention_heads)
         # W_h: only when the widths differ (TinyBERT's fit_dense)
         self.projection = nn.Linear(s.hidden_size, t.hidden_size) if s.hidden_size != t.hidden_size else None
         self.intermediate, self.prediction, self.temperature = intermediate, prediction, temperature
@@ -114,29 +115,23 @@ class TinyBertDistiller(WithFrozenTeacher):
         if self.intermediate:
             real = attention_mask.bool()
             pairs = (real[:, :, None] & real[:, None, :])[:, None]  # [B, 1, T, T]
-            terms["embedding"] = losses().squared_error_sum(self._project(s.hidden_states[0])[real],
+            terms["embedding"] = losses.squared_error_sum(self._project(s.hidden_states[0])[real],
                                                             t.hidden_states[0][real])
-            terms["hidden"] = sum(losses().squared_error_sum(self._project(s.hidden_states[m])[real],
+            terms["hidden"] = sum(losses.squared_error_sum(self._project(s.hidden_states[m])[real],
                                                              t.hidden_states[g][real])
                                   for m, g in enumerate(self.mapping, start=1))
             heads = s.attentions[0].size(1)
             terms["attention"] = sum(
-                losses().squared_error_sum(s.attentions[m - 1].masked_select(pairs),
-                                           losses().group_heads(t.attentions[g - 1], heads).masked_select(pairs))
+                losses.squared_error_sum(s.attentions[m - 1].masked_select(pairs),
+                                           losses.group_heads(t.attentions[g - 1], heads).masked_select(pairs))
                 for m, g in enumerate(self.mapping, start=1))
         if self.prediction:
             if s.logits.size(-1) == 1:  # STS-B: the teacher's score
-                terms["prediction"] = losses().squared_error_sum(s.logits, t.logits)
+                terms["prediction"] = losses.squared_error_sum(s.logits, t.logits)
             else:
-                terms["prediction"] = losses().soft_ce_sum(s.logits, t.logits, self.temperature)
+                terms["prediction"] = losses.soft_ce_sum(s.logits, t.logits, self.temperature)
         terms["logits"] = getattr(s, "logits", None)
         return terms
-
-
-def losses():
-    from tasks.distillation import losses as module
-
-    return module
 
 
 def intermediate_counts(batch: dict, student_heads: int, teacher_width: int) -> dict:
@@ -204,20 +199,10 @@ class TinyBertGeneral(MaskedLM):
     def build_model(self, tokenizer):
         from transformers import AutoModel
 
-        from tasks.distillation.teacher import check_same_tokenizer, load_teacher, student_config
-        from tasks.shared.modeling import check_positions, check_vocab, init_model
+        from tasks.distillation.teacher import teacher_and_student
 
-        where = f"recipe '{self.recipe.name}'"
         self.setup_once(tokenizer)
-        teacher = load_teacher(self.params.teacher, AutoModel, f"{where}, objective.teacher")
-        check_vocab(teacher, tokenizer, f"{where} (teacher)")
-        if self.recipe.model.name_or_path:
-            check_same_tokenizer(tokenizer, self.recipe.model.name_or_path, where)
-            student = init_model(AutoModel, self.recipe, tokenizer)
-        else:
-            student = AutoModel.from_config(student_config(teacher.config, self.recipe))
-            check_vocab(student, tokenizer, f"{where} (student)")
-            check_positions(student, self.recipe)
+        teacher, student, _ = teacher_and_student(self.recipe, tokenizer, AutoModel, self.params.teacher)
         self.units = (student.config.num_attention_heads, teacher.config.hidden_size)
         return TinyBertDistiller(student, teacher, intermediate=True, prediction=False)
 

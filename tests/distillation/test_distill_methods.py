@@ -71,6 +71,10 @@ def test_logit_kd_learns_the_teacher_and_exports_a_classifier(teachers, tmp_path
     assert model.config.hidden_size == 16 and model.config.num_hidden_layers == 1
     assert summary["student_parameters"] == sum(p.numel() for p in model.parameters())
     assert summary["parameter_ratio"] > 1.5
+    from pipelines.report.collect import collect_runs  # the student joins make report's GLUE leaderboard
+
+    glue = collect_runs(out).glue
+    assert [g.tasks["sst2"]["accuracy"] for g in glue] == [summary["accuracy"]]
 
 
 def test_kd_with_alpha_1_is_plain_fine_tuning(teachers, tmp_path):
@@ -227,8 +231,11 @@ def test_student_with_another_tokenizer_is_refused(teachers, tmp_path):
     transformers.BertForSequenceClassification(transformers.BertConfig(
         vocab_size=300, hidden_size=16, num_hidden_layers=1, num_attention_heads=1, intermediate_size=32,
         max_position_embeddings=64)).save_pretrained(other)
-    with pytest.raises(LmforgeError, match="must share the tokenizer"):
+    with pytest.raises(LmforgeError, match="the student .* different tokenizer"):
         _distill("kd", teachers["sst2"], other, "glue/sst2", tmp_path / "kd", [], teachers["glue"])
+    with pytest.raises(LmforgeError, match="the teacher .* different tokenizer"):  # tokenizer overridden
+        _distill("kd", teachers["sst2"], teachers["student"], "glue/sst2", tmp_path / "kd2",
+                 [f"tokenizer.name_or_path={other}"], teachers["glue"])
 
 
 @pytest.mark.parametrize("args, message", [

@@ -79,9 +79,11 @@ def test_missing_glue_dir_file(tmp_path, glue_dir):
     model = tmp_path / "m"
     model.mkdir()
     (model / "config.json").write_text('{"model_type": "bert"}')
-    proc = run_cli("finetune", "--task", "glue/rte", "--model", str(model), "--glue_dir", str(partial))
+    out = tmp_path / "out"  # not the default runs/finetune/... of the working copy
+    proc = run_cli("finetune", "--task", "glue/rte", "--model", str(model), "--glue_dir", str(partial),
+                   "--output_dir", str(out))
     assert_one_line_error(proc, "dev.tsv")
-    assert not (tmp_path / "runs").exists()
+    assert not (out / "rte" / "final").exists() and not (out / "glue_results.json").exists()
 
 
 def test_push_offline_is_one_line(tmp_path):
