@@ -33,6 +33,10 @@ def _tiny_checkpoint(family, out):
         model = transformers.BertForMaskedLM(transformers.BertConfig(**enc))
     elif family == "roberta":
         model = transformers.RobertaForMaskedLM(transformers.RobertaConfig(**enc))
+    elif family == "electra":
+        model = transformers.ElectraForPreTraining(transformers.ElectraConfig(embedding_size=32, **enc))
+    elif family == "albert":  # one shared layer group, factorised embeddings
+        model = transformers.AlbertForMaskedLM(transformers.AlbertConfig(embedding_size=16, **enc))
     elif family == "gpt2":
         model = transformers.GPT2LMHeadModel(transformers.GPT2Config(
             n_layer=2, n_embd=32, n_head=2, n_positions=64, eos_token_id=tok.eos_token_id, **ids))
@@ -54,8 +58,9 @@ def sst2(tmp_path_factory):
     return str(synthetic_glue(tmp_path_factory.mktemp("glue") / "glue"))
 
 
-@pytest.mark.parametrize("family,target", [("bert", "query"), ("roberta", "value"), ("gpt2", "c_attn"),
-                                           ("bart", "q_proj"), ("t5", "SelfAttention.q")])
+@pytest.mark.parametrize("family,target", [("bert", "query"), ("roberta", "value"), ("electra", "query"),
+                                           ("albert", "value"), ("gpt2", "c_attn"), ("bart", "q_proj"),
+                                           ("t5", "SelfAttention.q")])
 def test_lora_exports_adapter_and_equivalent_merged_model(family, target, sst2, tmp_path, capsys):
     import torch
     from peft import PeftModel
@@ -78,7 +83,7 @@ def test_lora_exports_adapter_and_equivalent_merged_model(family, target, sst2, 
 
     tok = AutoTokenizer.from_pretrained(final)
     batch = tok(["the value is good", "awful object is the value"], padding=True, return_tensors="pt")
-    batch.pop("token_type_ids", None) if family != "bert" else None
+    batch.pop("token_type_ids", None) if family not in ("bert", "electra", "albert") else None
     with torch.no_grad():
         torch.testing.assert_close(merged(**batch).logits, peft_model(**batch).logits, atol=1e-5, rtol=0)
 
