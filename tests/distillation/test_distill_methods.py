@@ -191,6 +191,13 @@ def test_tinybert_general_stage_on_the_corpus(teachers, tmp_path):
     losses = _losses(out)
     assert losses[-1] < losses[0]
     assert AutoModel.from_pretrained(out / "final").config.hidden_size == 16
+    # TinyBERT's pipeline: the general student is where the task stage starts (teacher: the SST-2 one)
+    task = tmp_path / "task"
+    _distill("tinybert", teachers["sst2"], out / "final", "glue/sst2", task, ["training.max_steps=4"],
+             teachers["glue"])
+    started = json.loads((task / "intermediate" / "recipe.json").read_text())["model"]["name_or_path"]
+    assert started == str((out / "final").resolve())
+    assert (task / "final" / "model.safetensors").exists()
 
 
 def test_distilbert_starts_from_every_other_layer_and_exports_mlm(teachers, tmp_path):
