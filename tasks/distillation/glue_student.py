@@ -45,7 +45,7 @@ class GlueStudent(GlueClassification):
         check_same_tokenizer(tokenizer, self.recipe.model.name_or_path, where)
         path = self.recipe.model.name_or_path
         config = checkpoint_config(path) if path else self.student_config(tokenizer)
-        self.max_length = fit_max_length(self.recipe, tokenizer, config=config)
+        self.max_length = fit_max_length(self.recipe, tokenizer, config=config, label=path or "the student")
 
     def student_config(self, tokenizer):
         from tasks.distillation.teacher import student_config

@@ -23,7 +23,7 @@ def checkpoint_config(path: str):
         raise LmforgeError(f"--model {path}: cannot read its config: {' '.join(str(exc).split())[:200]}") from None
 
 
-def fit_max_length(recipe, tokenizer, config=None) -> int:
+def fit_max_length(recipe, tokenizer, config=None, label: str | None = None) -> int:
     """recipe.data.max_seq_length, lowered to what the checkpoint can embed (its position table, the
     tokenizer's model_max_length), as transformers' run_glue.py does: a recipe default of 128 must
     not index past a tiny model's 64 positions. Relative-position models (T5) have no table; only
@@ -34,7 +34,7 @@ def fit_max_length(recipe, tokenizer, config=None) -> int:
     wanted = recipe.data.max_seq_length
     if limits and min(limits) < wanted:
         log.warning("data.max_seq_length %d exceeds what %s supports; using %d", wanted,
-                    recipe.model.name_or_path, int(min(limits)))
+                    label or recipe.model.name_or_path, int(min(limits)))
         return int(min(limits))
     return wanted
 
