@@ -18,6 +18,7 @@ glue_results.json, so `make report` puts the student on its leaderboard).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -109,12 +110,5 @@ def _parameters(folder) -> int:
     for f in sorted(Path(folder).glob("*.safetensors")):
         with safe_open(str(f), framework="pt") as st:
             for key in st.keys():
-                total += _numel(st.get_slice(key).get_shape())
+                total += math.prod(st.get_slice(key).get_shape())
     return total
-
-
-def _numel(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= d
-    return n

@@ -27,8 +27,8 @@ import torch
 
 from pipelines.config import check_choice, check_range
 from pipelines.errors import LmforgeError
-from tasks.base import register, write_pretrained
-from tasks.distillation.teacher import WithFrozenTeacher
+from tasks.base import Task, register, write_pretrained
+from tasks.distillation.teacher import WithFrozenTeacher, require_teacher
 from tasks.objectives.roberta_mlm import MaskedLM
 from tasks.shared.masking import IGNORE_INDEX, MlmParams, masked_hits
 
@@ -48,8 +48,7 @@ class DistilBertParams(MlmParams):
 
     def check(self, where: str) -> None:
         super().check(where)
-        if not self.teacher:
-            raise LmforgeError(f"{where}: teacher is not set (objective.teacher=<MLM teacher folder>)")
+        require_teacher(where, self.teacher, "MLM teacher")
         check_range(where, "temperature", self.temperature, lo=0.0, lo_open=True)
         for name in ("alpha_ce", "alpha_mlm", "alpha_cos"):
             check_range(where, name, getattr(self, name), lo=0.0)
@@ -86,8 +85,7 @@ class DistilBertDistiller(WithFrozenTeacher):
         soft_rows = labels != IGNORE_INDEX if self.soft_at_masked else real
         return {"soft": soft_kl_sum(s.logits[soft_rows], t.logits[soft_rows], self.temperature),
                 "mlm": token_ce_sum(s.logits, labels),
-                "cos": cosine_sum(s.hidden_states[-1][real], t.hidden_states[-1][real]),
-                "logits": s.logits}
+                "cos": cosine_sum(s.hidden_states[-1][real], t.hidden_states[-1][real])}
 
 
 @register("distill-mlm")
@@ -99,10 +97,7 @@ class DistilBertDistillation(MaskedLM):
         p = self.params
         self.loss_weights = {"soft": p.alpha_ce, "mlm": p.alpha_mlm, "cos": p.alpha_cos}
 
-    def load_tokenizer(self):  # the teacher's (the driver sets tokenizer.name_or_path to it)
-        from tasks.shared.tokenizer import load_or_build_tokenizer
-
-        return load_or_build_tokenizer(self.recipe, self.tokenizer_kinds)
+    load_tokenizer = Task.load_tokenizer  # the teacher's (tokenizer.name_or_path), whatever the student family
 
     def build_model(self, tokenizer):
         from transformers import AutoModelForMaskedLM

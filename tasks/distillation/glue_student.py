@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipelines.errors import LmforgeError
+from tasks.distillation.teacher import require_teacher
 from tasks.finetuning.common import checkpoint_config, fit_max_length
 from tasks.finetuning.glue import GlueClassification, GlueParams
 
@@ -19,8 +20,7 @@ class GlueDistillParams(GlueParams):
 
     def check(self, where: str) -> None:
         super().check(where)
-        if not self.teacher:
-            raise LmforgeError(f"{where}: teacher is not set (objective.teacher=<fine-tuned teacher folder>)")
+        require_teacher(where, self.teacher, "fine-tuned teacher")
         if self.peft != "none":
             raise LmforgeError(f"{where}: peft={self.peft}: distillation trains the whole student")
 

@@ -89,8 +89,7 @@ class LogitDistillation(GlueStudent):
 
     def collate(self, examples, generator):
         batch = super().collate(examples, generator)
-        batch["teacher_logits"] = torch.as_tensor(torch.stack([torch.from_numpy(e["teacher_logits"])
-                                                               for e in examples]))
+        batch["teacher_logits"] = torch.stack([torch.from_numpy(e["teacher_logits"]) for e in examples])
         return batch
 
     def loss_counts(self, batch):

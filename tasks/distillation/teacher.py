@@ -15,7 +15,12 @@ from torch import nn
 
 from pipelines.errors import LmforgeError
 
-_LAYER = re.compile(r"\.layer\.(\d+)\.")  # encoder.layer.<i>. in BERT, RoBERTa, ELECTRA, ALBERT-free encoders
+_LAYER = re.compile(r"\.layer\.(\d+)\.")  # encoder.layer.<i>. of BERT, RoBERTa, ELECTRA (ALBERT shares one layer)
+
+
+def require_teacher(where: str, teacher: str | None, what: str) -> None:
+    if not teacher:
+        raise LmforgeError(f"{where}: teacher is not set (objective.teacher=<{what} folder>)")
 
 
 def load_teacher(path: str, auto_cls, where: str, need_head: tuple[str, ...] = ()) -> nn.Module:

@@ -33,11 +33,10 @@ import torch
 from torch import nn
 
 from pipelines.config import check_choice, check_range
-from pipelines.errors import LmforgeError
-from tasks.base import register, write_pretrained
+from tasks.base import Task, register, write_pretrained
 from tasks.distillation import losses
 from tasks.distillation.glue_student import GlueDistillParams, GlueStudent
-from tasks.distillation.teacher import WithFrozenTeacher, student_state
+from tasks.distillation.teacher import WithFrozenTeacher, require_teacher, student_state
 from tasks.objectives.roberta_mlm import MaskedLM
 
 SCORES = "lmforge_scores"
@@ -130,7 +129,6 @@ class TinyBertDistiller(WithFrozenTeacher):
                 terms["prediction"] = losses.squared_error_sum(s.logits, t.logits)
             else:
                 terms["prediction"] = losses.soft_ce_sum(s.logits, t.logits, self.temperature)
-        terms["logits"] = getattr(s, "logits", None)
         return terms
 
 
@@ -166,8 +164,7 @@ class GeneralParams:
     weights: LayerWeights = field(default_factory=LayerWeights)
 
     def check(self, where: str) -> None:
-        if not self.teacher:
-            raise LmforgeError(f"{where}: teacher is not set (objective.teacher=<teacher folder>)")
+        require_teacher(where, self.teacher, "teacher")
         self.weights.check(where)
 
 
@@ -176,17 +173,12 @@ class TinyBertGeneral(MaskedLM):
     """Packed corpus blocks as MLM pretraining builds them, unmasked: the teacher's layers are the targets."""
 
     Params = GeneralParams
+    needs_word_ids = False
+    load_tokenizer = Task.load_tokenizer  # the teacher's (tokenizer.name_or_path), whatever the student family
 
     def __init__(self, recipe):
         super().__init__(recipe)
         self.loss_weights = {n: getattr(self.params.weights, n) for n in INTERMEDIATE}
-
-    needs_word_ids = False
-
-    def load_tokenizer(self):  # the teacher's (the driver sets tokenizer.name_or_path to it)
-        from tasks.shared.tokenizer import load_or_build_tokenizer
-
-        return load_or_build_tokenizer(self.recipe, self.tokenizer_kinds)
 
     def collate(self, examples, generator):
         from tasks.shared.batching import pad_stack
