@@ -22,6 +22,7 @@ from pipelines.errors import LmforgeError
 from pipelines.tracking import REPORTERS
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "tasks" / "recipes"
+OPTIMIZERS = ("adamw", "lamb")  # training.optimizer
 
 
 @dataclass
@@ -67,6 +68,7 @@ class TrainingSection:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-6
+    optimizer: str = "adamw"  # adamw | lamb (pipelines/optimizers.py)
     max_grad_norm: float = 1.0
     lr_scheduler_type: str = "linear"  # any transformers.get_scheduler name (linear, cosine, ...)
     warmup_steps: int = 0
@@ -76,6 +78,8 @@ class TrainingSection:
     torch_compile: bool = False
     dataloader_num_workers: int = -1  # processes collating ahead of the step; 0: in the loop; -1: 2 on GPU, 0 on CPU
     dataloader_prefetch_factor: int = 4  # batches each worker keeps ready
+    # batches of similar lengths (less padding; fine-tuning tasks with per-example lengths), as HF's group_by_length
+    group_by_length: bool = False
     seed: int = 42
     logging_steps: int = 10
     eval_steps: int = 200  # 0: only at the end
@@ -306,6 +310,7 @@ def check_recipe_values(recipe: Recipe) -> None:
         check_range(where, f"training.{name}", getattr(t, name), lo=0, hi=1, hi_open=True)
     check_range(where, "training.adam_epsilon", t.adam_epsilon, lo=0, lo_open=True)
     check_choice(where, "training.lr_scheduler_type", t.lr_scheduler_type, scheduler_names(t.lr_scheduler_type))
+    check_choice(where, "training.optimizer", t.optimizer, OPTIMIZERS)
     check_choice(where, "training.mixed_precision", t.mixed_precision, ("no", "bf16", "fp16"))
     check_choice(where, "training.nonfinite", t.nonfinite, ("stop", "skip"))
     check_range(where, "training.max_skipped_steps", t.max_skipped_steps, lo=0)

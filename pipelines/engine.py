@@ -21,8 +21,10 @@ from pipelines.config import Recipe, TrainingSection, recipe_to_dict
 from pipelines.data.sampler import GlobalBatchSampler, collate_seed
 from pipelines.errors import LmforgeError, Preempted
 from pipelines.flops import mfu
+from pipelines.optimizers import build_optimizer
 from pipelines.preemption import StopSignals
 from pipelines.resume import check_resumed_schedule, schedule_settings
+from pipelines.step_stats import StepResult, StepTally
 from pipelines.tracking import JsonlLog, log_with
 
 
@@ -71,38 +73,24 @@ def _recipe_into_deepspeed(accelerator, t: TrainingSection) -> None:
         cfg[key] = value
 
 
-def build_optimizer(model, t: TrainingSection) -> torch.optim.Optimizer:
-    """AdamW without weight decay on biases and norms (BERT's choice); fused kernel where available."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            ndim = len(getattr(p, "ds_shape", p.shape))  # ZeRO-3 (zero.Init) leaves a 1-d placeholder in p
-            (no_decay if ndim < 2 or "norm" in name.lower() else decay).append(p)
-    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-    device = next(model.parameters()).device
-    fused = device.type == "cuda" or (device.type == "cpu" and hasattr(torch._C, "_foreach_add_"))
-    kwargs = dict(lr=t.learning_rate, betas=(t.adam_beta1, t.adam_beta2), eps=t.adam_epsilon)
-    try:
-        return torch.optim.AdamW(groups, fused=fused, **kwargs)
-    except (RuntimeError, TypeError):
-        return torch.optim.AdamW(groups, **kwargs)
-
-
-def train_step(accelerator, model, optimizer, task, micro_batches: list[dict], max_grad_norm: float) -> dict:
-    """One optimizer step over `micro_batches`; returns the global-batch loss terms and grad norm.
+def train_step(accelerator, model, optimizer, task, micro_batches: list[dict], max_grad_norm: float) -> StepResult:
+    """One optimizer step over `micro_batches`; returns the global-batch loss terms and grad norm,
+    still on the device (pipelines/step_stats.py: the loop reads them only at logging steps).
 
     Each term is divided by its unit count summed over all micro-batches and ranks, then
     scaled by the world size (DDP averages gradients over ranks) and by the number of
     micro-batches (accelerate divides by it in backward, DeepSpeed too): the gradient is
     exactly that of the global-batch average.
 
-    A step whose loss or gradient norm is NaN/inf is not applied (logs["nonfinite"] says which);
-    the values are reduced over all ranks, so every rank decides alike. Exceptions: DeepSpeed
-    steps inside backward, and fp16's grad scaler skips inf gradients itself (a normal event there).
+    A step whose loss or gradient norm is NaN/inf is not applied. The values are reduced over all
+    ranks, so every rank decides alike. Fused AdamW skips it on the device (`found_inf`); other
+    optimizers need the host to decide (one sync per step). Exceptions: DeepSpeed steps inside
+    backward, and fp16's grad scaler skips inf gradients itself (a normal event there).
     """
     counts = [task.loss_counts(b) for b in micro_batches]
     names = list(task.loss_weights)
-    local = torch.stack([sum(c[n] for c in counts).float() for n in names]).to(accelerator.device)
+    weights = torch.tensor([task.loss_weights[n] for n in names], device=accelerator.device)
+    local = torch.stack([torch.as_tensor(sum(c[n] for c in counts)).float() for n in names]).to(accelerator.device)
     total = accelerator.reduce(local, reduction="sum").clamp_min(1.0)
     scale = accelerator.num_processes * len(micro_batches)
     sums = torch.zeros(len(names), device=accelerator.device)
@@ -114,33 +102,33 @@ def train_step(accelerator, model, optimizer, task, micro_batches: list[dict], m
             loss = sum(task.loss_weights[n] * terms[n] / total[i] for i, n in enumerate(names))
             accelerator.backward(loss * scale)
             sums += torch.stack([terms[n].detach().float() for n in names])
-    means = (accelerator.reduce(sums, reduction="sum") / total).tolist()  # the step's one host sync
-    logs = {f"loss/{n}": means[i] for i, n in enumerate(names)} if len(names) > 1 else {}
-    logs["loss"] = sum(task.loss_weights[n] * means[i] for i, n in enumerate(names))
-    grad_norm = None
+    means = accelerator.reduce(sums, reduction="sum") / total
+    grad_norm = torch.full((), math.nan, device=accelerator.device)
     if accelerator.sync_gradients:
         # without clipping the norm is still measured (to see a NaN): clipping at inf scales by exactly 1
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm if max_grad_norm > 0 else math.inf)
-    if grad_norm is not None:
-        logs["grad_norm"] = float(grad_norm)
-    bad = nonfinite(logs, names, check_grad=accelerator.scaler is None)
-    if bad:
-        logs["nonfinite"] = bad
-    if not bad or accelerator.scaler is not None:  # the scaler must see its step (it skips inf gradients)
+        norm = accelerator.clip_grad_norm_(model.parameters(), max_grad_norm if max_grad_norm > 0 else math.inf)
+        if norm is not None:
+            grad_norm = torch.as_tensor(norm, device=accelerator.device).float()
+    values = torch.cat([(weights * means).sum().reshape(1), means, grad_norm.reshape(1)])
+    finite = torch.isfinite(values[0])
+    if accelerator.scaler is None and accelerator.sync_gradients:  # fp16: inf gradients are the scaler's business
+        finite = finite & torch.isfinite(grad_norm)
+    inner = getattr(optimizer, "optimizer", optimizer)
+    if accelerator.scaler is not None:
+        optimizer.step()  # the scaler must see its step (it skips inf gradients)
+    elif skips_on_device(accelerator, inner):
+        inner.found_inf = (~finite).float()  # the fused kernel leaves weights, moments and step count alone
+        optimizer.step()
+    elif bool(finite):  # a host sync: this optimizer cannot skip on the device
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return logs
+    return StepResult(names, values, finite, bool(accelerator.sync_gradients))
 
 
-def nonfinite(logs: dict, names: list[str], check_grad: bool = True) -> str | None:
-    """'loss is nan (mlm nan, nsp 0.6931)' / 'gradient norm is inf (loss 3.2)' for a bad step, else None."""
-    if not math.isfinite(logs["loss"]):
-        terms = ", ".join(f"{n} {logs[f'loss/{n}']:.4g}" for n in names) if len(names) > 1 else ""
-        return f"loss is {logs['loss']}" + (f" ({terms})" if terms else "")
-    g = logs.get("grad_norm")
-    if check_grad and g is not None and not math.isfinite(g):
-        return f"gradient norm is {g} (loss {logs['loss']:.4g})"
-    return None
+def skips_on_device(accelerator, optimizer) -> bool:
+    """Fused Adam/AdamW take torch's GradScaler flag `found_inf` and skip the update in the kernel."""
+    return (accelerator.distributed_type != "DEEPSPEED" and getattr(optimizer, "_step_supports_amp_scaling", False)
+            and any(g.get("fused") for g in optimizer.param_groups))
 
 
 @torch.no_grad()
@@ -150,9 +138,11 @@ def evaluate(accelerator, model, task, batches: list[dict]) -> dict:
     names = list(task.loss_weights)
     sums = torch.zeros(len(names), device=accelerator.device)
     counts = torch.zeros(len(names), device=accelerator.device)
+    outputs = []  # what eval_metrics needs from each batch's forward pass (GLUE: predictions), so it runs once
     for batch in batches:
-        with accelerator.autocast():
-            terms = task.loss(model, batch)
+        with torch.no_grad(), accelerator.autocast():
+            terms, kept = task.eval_batch(model, batch)
+        outputs.append(kept)
         c = task.loss_counts(batch)
         sums += torch.stack([terms[n].float() for n in names])
         counts += torch.stack([torch.as_tensor(c[n], device=accelerator.device).float() for n in names])
@@ -162,13 +152,17 @@ def evaluate(accelerator, model, task, batches: list[dict]) -> dict:
     out = {f"eval/loss/{n}": v for n, v in means.items()} if len(names) > 1 else {}
     out["eval/loss"] = sum(task.loss_weights[n] * v for n, v in means.items())
     out.update({f"eval/{k}": v for k, v in task.loss_metrics(means).items()})
-    out.update({f"eval/{k}": v for k, v in task.eval_metrics(model, batches).items()})
+    # outputs only to a task that returned some: eval_metrics(model, batches) overrides keep working
+    extra = (task.eval_metrics(model, batches, outputs=outputs) if any(o is not None for o in outputs)
+             else task.eval_metrics(model, batches))
+    out.update({f"eval/{k}": v for k, v in extra.items()})
     model.train()
     return out
 
 
 def _to_device(batch: dict, device) -> dict:
-    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+    # non_blocking: a copy from pinned memory (the loader pins on GPU) overlaps the running step
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
 def resolve_max_steps(t: TrainingSection, n_examples: int, world: int) -> int:
@@ -225,12 +219,13 @@ def setup(task, recipe: Recipe) -> Run:
     if len(train_data) == 0:
         raise LmforgeError(f"recipe '{recipe.name}': the training set is empty after preprocessing")
     model = task.build_model(tokenizer)
-    if t.torch_compile:
-        model = torch.compile(model)
+    if t.torch_compile:  # in place: weight names unchanged (pipelines/compile.py)
+        from pipelines.compile import compile_model
+
+        model = compile_model(model)
     optimizer = build_optimizer(model, t)
     world = accelerator.num_processes
-    sampler = GlobalBatchSampler(len(train_data), t.per_device_train_batch_size, world, t.seed,
-                                 t.gradient_accumulation_steps)
+    sampler = GlobalBatchSampler.for_training(task, train_data, recipe, world)  # lengths: training.group_by_length
     max_steps = resolve_max_steps(t, len(train_data), world)
     warmup = t.warmup_steps or int(t.warmup_ratio * max_steps)
     scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
@@ -268,7 +263,8 @@ def loader_workers(t: TrainingSection, device) -> int:
 
 
 def _steps(run: Run):
-    """(step, its micro-batches on the device), collated ahead by DataLoader workers."""
+    """(step, its micro-batches on the device, their tokens), collated ahead by DataLoader workers.
+    Tokens are counted on the host copy, before the transfer: no device read."""
     from pipelines.data.loader import micro_batch_loader
 
     t, acc = run.recipe.training, run.accelerator
@@ -276,12 +272,13 @@ def _steps(run: Run):
     loader = micro_batch_loader(run.task, run.train_data, run.sampler, t.seed, ga, acc.process_index,
                                 run.start_step, run.max_steps, workers=loader_workers(t, acc.device),
                                 prefetch=t.dataloader_prefetch_factor, pin_memory=acc.device.type == "cuda")
-    step, micro = run.start_step, []
+    step, micro, tokens = run.start_step, [], 0
     for batch in loader:
+        tokens += int(run.task.tokens_in(batch))
         micro.append(_to_device(batch, acc.device))
         if len(micro) == ga:
-            yield step, micro
-            step, micro = step + 1, []
+            yield step, micro, tokens
+            step, micro, tokens = step + 1, [], 0
 
 
 def _start_loop(run: Run, log: JsonlLog) -> None:
@@ -344,7 +341,11 @@ def _preempted(run: Run, signum: int, state: dict, saved_at: int) -> Preempted:
 
 def loop(run: Run):
     """Optimizer steps from run.start_step to run.max_steps: logging, evaluation, checkpoints.
-    Non-finite steps follow training.nonfinite; SIGTERM / SIGINT save a checkpoint and stop."""
+    Non-finite steps follow training.nonfinite; SIGTERM / SIGINT save a checkpoint and stop.
+
+    The host reads the device (pipelines/step_stats.py) only at "read" steps: logging, evaluation,
+    checkpoint and the last step, or a stop signal. Non-finite steps in between were already skipped
+    on the device; the read reports them, rewinds the schedule over them, and stops if asked."""
     from tqdm.auto import tqdm
 
     t, acc, task = run.recipe.training, run.accelerator, run.task
@@ -354,44 +355,52 @@ def loop(run: Run):
     eval_every = task.eval_every(run.sampler.per_epoch // t.gradient_accumulation_steps)  # steps per epoch
     bar = tqdm(total=run.max_steps, initial=run.start_step, disable=not acc.is_local_main_process,
                desc=run.recipe.name, dynamic_ncols=True)
-    window_tokens, window_start = 0, time.perf_counter()
-    skipped, in_a_row = run.state.get("skipped_steps", 0), 0
+    tally = StepTally(acc.device, t.max_skipped_steps, check_grad=acc.scaler is None)
+    window_tokens, window_start = 0, time.perf_counter()  # this rank's tokens since the last read
+    skipped = run.state.get("skipped_steps", 0)
     saved_at = run.start_step  # a resumed run's checkpoint is on disk already
     with StopSignals(verbose=acc.is_local_main_process) as signals:
-        for step, micro in _steps(run):
-            logs = train_step(acc, run.model, run.optimizer, task, micro, t.max_grad_norm)
+        for step, micro, n_tok in _steps(run):
+            tally.add(step + 1, train_step(acc, run.model, run.optimizer, task, micro, t.max_grad_norm))
+            run.scheduler.step()  # rewound at the read below if this step turns out to be skipped
             done = step + 1
-            bad = logs.pop("nonfinite", None)
-            if bad:
-                skipped, in_a_row = skipped + 1, in_a_row + 1
-                if t.nonfinite == "stop" or in_a_row > t.max_skipped_steps:
-                    bar.close()
-                    _stop_nonfinite(run, log, done, bad, logs, in_a_row)
-                acc.print(f"step {done}: {bad}; step skipped (training.nonfinite=skip)")
-            else:
-                in_a_row = 0
-                if not acc.optimizer_step_was_skipped:
-                    run.scheduler.step()
-            n_tok = sum(int(task.tokens_in(b)) for b in micro)
-            n_tok = int(acc.reduce(torch.tensor(n_tok, device=acc.device), reduction="sum"))
-            run.state["tokens"] += n_tok
             window_tokens += n_tok
             bar.update(1)
+            evaluate_now = bool(eval_every and done % eval_every == 0 and done != run.max_steps and run.eval_batches)
+            save = bool(t.save_steps and done % t.save_steps == 0 and done != run.max_steps)
+            # every rank must agree on a read (it reduces): a signal alone triggers one only in a lone process
+            if not (done % t.logging_steps == 0 or done == run.max_steps or evaluate_now or save
+                    or (signals.received and acc.num_processes == 1) or acc.scaler is not None):
+                continue  # (with fp16's scaler, the host reads every step: the scaler may have skipped it)
+            read = tally.read()
+            logs = read.last
+            _rewind_schedule(run, read.bad_steps or int(acc.scaler is not None and acc.optimizer_step_was_skipped))
+            skipped += read.bad_steps
+            if read.first_bad and (t.nonfinite == "stop" or read.too_many):
+                bar.close()
+                bad = read.first_bad if t.nonfinite == "stop" else read.too_many
+                _stop_nonfinite(run, log, bad.step, bad.why, bad.logs, read.in_a_row if read.too_many else 0)
+            if read.first_bad:
+                acc.print(f"step {read.first_bad.step}: {read.first_bad.why}; "
+                          + (f"{read.bad_steps} non-finite steps up to step {done} " if read.bad_steps > 1 else "step ")
+                          + "skipped (training.nonfinite=skip)")
+            n_tok = int(acc.reduce(torch.tensor(window_tokens, device=acc.device), reduction="sum"))
+            run.state["tokens"] += n_tok
+            elapsed = time.perf_counter() - window_start
+            tps = n_tok / max(elapsed, 1e-9)
             if t.nonfinite == "skip":
                 logs["skipped_steps"] = skipped
-            if done % t.logging_steps == 0 or done == run.max_steps or bad:
-                elapsed = time.perf_counter() - window_start
-                tps = window_tokens / max(elapsed, 1e-9)
-                logs.update(step=done, lr=run.scheduler.get_last_lr()[0], tokens_per_sec=tps,
-                            tokens=run.state["tokens"])
-                if (u := mfu(flops_tok, tps, acc.num_processes)) is not None:
-                    logs["mfu"] = u
-                bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", tok_s=f"{tps:,.0f}")
-                acc.log(logs, step=done)
-                log.write(logs)
-                run.history.append(logs)
-                window_tokens, window_start = 0, time.perf_counter()
-            if eval_every and done % eval_every == 0 and done != run.max_steps and run.eval_batches:
+            if read.first_bad and read.first_bad.step == done:
+                logs["nonfinite"] = read.first_bad.why
+            logs.update(step=done, lr=run.scheduler.get_last_lr()[0], tokens_per_sec=tps, tokens=run.state["tokens"])
+            if (u := mfu(flops_tok, tps, acc.num_processes)) is not None:
+                logs["mfu"] = u
+            bar.set_postfix(loss=f"{logs['loss']:.4f}", lr=f"{logs['lr']:.2e}", tok_s=f"{tps:,.0f}")
+            acc.log(logs, step=done)
+            log.write(logs)
+            run.history.append(logs)
+            window_tokens, window_start = 0, time.perf_counter()
+            if evaluate_now:
                 metrics = evaluate(acc, run.model, task, run.eval_batches)
                 acc.log(metrics, step=done)
                 log.write({"step": done, **metrics})
@@ -400,7 +409,6 @@ def loop(run: Run):
                     run.max_steps = done  # the run ends here: finish() evaluates, exports and reports this step
                     break
             state = _trainer_state(run, done, skipped)
-            save = t.save_steps and done % t.save_steps == 0 and done != run.max_steps
             signum = signals.requested(acc)
             if (save or signum) and not _weights_finite(acc, run.model):
                 bar.close()
@@ -413,6 +421,15 @@ def loop(run: Run):
                 raise _preempted(run, signum, state, saved_at)
     bar.close()
     return log
+
+
+def _rewind_schedule(run: Run, skipped: int) -> None:
+    """The loop stepped the schedule after every step; a skipped update must not advance it (as
+    before the sync-free step): back `skipped` steps. transformers' schedules are LambdaLR, a closed
+    form of last_epoch, so stepping from last_epoch - skipped - 1 sets the right rate."""
+    if skipped:
+        run.scheduler.last_epoch -= skipped + 1
+        run.scheduler.step()
 
 
 def finish(run: Run, log) -> TrainResult:

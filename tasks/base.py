@@ -45,6 +45,11 @@ class Task:
         self.params = validate_params(self.Params, recipe.objective, f"recipe '{recipe.name}', section 'objective'")
         # the longest input the task builds; setup() may lower it (fine-tuning: the checkpoint's limit)
         self.max_length: int = recipe.data.max_seq_length
+        if recipe.training.group_by_length and type(self).example_lengths is Task.example_lengths:
+            # refused before any data is prepared: a setting that silently did nothing would be a bug
+            raise LmforgeError(f"recipe '{recipe.name}', training.group_by_length: task '{self.name}' has no "
+                               "per-example lengths to group by (its examples are packed to one length); set "
+                               "training.group_by_length=false")
 
     # --- data -------------------------------------------------------------------------
     def load_tokenizer(self):
@@ -67,6 +72,11 @@ class Task:
     def prepare(self, tokenizer) -> tuple[Any, Any]:
         """(train examples, eval examples): sequences of dicts the collator accepts."""
         raise NotImplementedError
+
+    def example_lengths(self, train_data) -> list[int] | None:
+        """The length of each training example, for training.group_by_length (pipelines/data/sampler.py);
+        None: the examples have one length (packed pretraining blocks), there is nothing to group."""
+        return None
 
     def collate(self, examples: list[dict], generator: torch.Generator) -> dict[str, torch.Tensor]:
         """Pad and corrupt one micro-batch. All randomness comes from `generator`, which the engine
@@ -97,8 +107,16 @@ class Task:
         e.g. perplexity; no extra forward pass."""
         return {}
 
-    def eval_metrics(self, model, batches) -> dict[str, float]:
-        """Extra metrics beyond the per-term losses the engine computes (accuracy, F1, ...)."""
+    def eval_batch(self, model, batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], Any]:
+        """(loss terms as in loss(), outputs for eval_metrics) of one eval batch, from ONE forward pass:
+        a task whose metrics need the model's outputs (GLUE's predictions) returns them here instead of
+        running the model again in eval_metrics. Default: loss() and no outputs."""
+        return self.loss(model, batch), None
+
+    def eval_metrics(self, model, batches, outputs: list | None = None) -> dict[str, float]:
+        """Extra metrics beyond the per-term losses the engine computes (accuracy, F1, ...). `outputs`:
+        eval_batch's outputs per batch; the engine passes them only when eval_batch returned some, so
+        an override without the argument keeps working."""
         return {}
 
     def eval_every(self, steps_per_epoch: int) -> int:

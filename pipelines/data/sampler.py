@@ -10,9 +10,18 @@ micro-batch m of step s is slice number (s * accumulation + m) * world + r, so f
 per-device batch a slice holds the same examples, and gets the same collate seed (slice_seed),
 however the global batch is split between processes and accumulation steps: 2 processes x GA 1
 and 1 process x GA 2 collate identical tensors (tests/engine/test_distributed.py).
+
+Length grouping (training.group_by_length, as HF Trainer's LengthGroupedSampler) reorders EXAMPLES
+within each epoch's permutation before it is cut into slices: megabatches of 50 global batches, each
+sorted by length, longest first. The megabatch is a whole number of global batches and the order
+depends only on (seed, epoch, lengths, global batch size), so every property above still holds; the
+slices of one global batch just hold examples of similar lengths, and less padding is collated
+(tests/finetuning/test_grouped_batching.py).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -31,14 +40,22 @@ def slice_seed(seed: int, global_micro: int, world: int, rank: int) -> int:
     return collate_seed(seed, global_micro * world + rank, 0, 0)
 
 
+# global batches per megabatch in length grouping: HF's LengthGroupedSampler's megabatch_mult
+MEGABATCH_GLOBAL_BATCHES = 50
+
+
 class GlobalBatchSampler:
     """Epoch-wise seeded permutations cut into global micro-batches of batch_size x world.
 
     An epoch is a whole number of optimizer steps (global batches of batch_size x world x
     accumulation examples); the remainder of each permutation is dropped. So an epoch ends at a step
-    boundary and uses the same examples for every split of the same global batch."""
+    boundary and uses the same examples for every split of the same global batch.
 
-    def __init__(self, n_examples: int, batch_size: int, world: int, seed: int, accumulation: int = 1):
+    `lengths` (one per example): group examples of similar lengths into the same batches (module
+    docstring); the examples of each epoch are the same as without it, only their order changes."""
+
+    def __init__(self, n_examples: int, batch_size: int, world: int, seed: int, accumulation: int = 1,
+                 lengths: Sequence[int] | None = None):
         self.n, self.bs, self.world, self.seed = n_examples, batch_size, world, seed
         global_batch = batch_size * world * accumulation
         self.per_epoch = (n_examples // global_batch) * accumulation  # global micro-batches per epoch
@@ -46,15 +63,51 @@ class GlobalBatchSampler:
             raise LmforgeError(f"the training set has {n_examples} examples, fewer than one global batch "
                                f"({batch_size} x {accumulation} accumulation steps x {world} processes): "
                                "lower per_device_train_batch_size")
+        self.lengths = self.megabatch = None
+        if lengths is not None:
+            if len(lengths) != n_examples:
+                raise ValueError(f"{len(lengths)} lengths for {n_examples} examples")
+            self.lengths = torch.as_tensor(lengths, dtype=torch.int64)
+            # a whole number of global batches: no global batch straddles two megabatches, whatever the split
+            self.megabatch = MEGABATCH_GLOBAL_BATCHES * global_batch
         self._epoch, self._perm = -1, None
+
+    @classmethod
+    def for_training(cls, task, examples, recipe, world: int) -> GlobalBatchSampler:
+        """The sampler of a training run: the recipe's batch split and seed, and the task's example
+        lengths when training.group_by_length is set."""
+        t = recipe.training
+        lengths = task.example_lengths(examples) if t.group_by_length else None
+        if t.group_by_length and lengths is None:
+            raise LmforgeError(f"recipe '{recipe.name}', training.group_by_length: task '{task.name}' has no "
+                               "per-example lengths to group by; set training.group_by_length=false")
+        return cls(len(examples), t.per_device_train_batch_size, world, t.seed, t.gradient_accumulation_steps,
+                   lengths=lengths)
 
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 7_919 + epoch)
             # int32 where it fits: half the memory of a permutation of a large corpus's examples
             dtype = torch.int32 if self.n < 2**31 else torch.int64
-            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g, dtype=dtype)
+            perm = torch.randperm(self.n, generator=g, dtype=dtype)
+            self._epoch, self._perm = epoch, perm if self.lengths is None else self._grouped(perm)
         return self._perm
+
+    def _grouped(self, perm: torch.Tensor) -> torch.Tensor:
+        """The epoch's used examples (the permutation without its dropped remainder) in megabatches,
+        each sorted by length descending (stable: ties keep the permutation's order); the megabatch
+        holding the epoch's longest example goes first, so an out-of-memory shows at the first step.
+        Written by hand: HF's LengthGroupedSampler cuts megabatches of one process's batch, so the
+        examples of a global batch would change with the split between processes."""
+        used = perm[: self.per_epoch * self.bs * self.world]
+        lengths = self.lengths[used.long()]
+        mega = torch.arange(len(used)) // self.megabatch
+        longest = lengths.max()
+        # one stable sort by (megabatch, length descending)
+        order = torch.sort(mega * (longest + 1) + (longest - lengths), stable=True).indices
+        used, lengths = used[order], lengths[order]
+        first = mega == mega[int(lengths.argmax())]  # mega is unchanged by a sort within megabatches
+        return torch.cat([used[first], used[~first]])
 
     def indices(self, global_micro: int, rank: int) -> list[int]:
         epoch, offset = divmod(global_micro, self.per_epoch)

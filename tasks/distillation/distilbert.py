@@ -145,9 +145,10 @@ class DistilBertDistillation(MaskedLM):
         return [Path(out_dir)]
 
     def flops_per_token(self, model):
-        """Student training (6N) plus the teacher's forward pass (2N)."""
-        from pipelines.flops import transformer_flops_per_token
+        """Student training plus the teacher's forward pass (a third of a training step), both with
+        dense MLM heads: the soft targets need every position's logits (pipelines/flops.py)."""
+        from pipelines.flops import mlm_flops_per_token
 
-        s = transformer_flops_per_token(model.student, self.max_length)
-        t = transformer_flops_per_token(model.teacher, self.max_length)
+        s = mlm_flops_per_token(model.student, self.max_length)
+        t = mlm_flops_per_token(model.teacher, self.max_length)
         return None if s is None or t is None else s + t / 3

@@ -113,7 +113,17 @@ class GlueClassification(Task):
     def prepare(self, tokenizer):
         self.setup_once(tokenizer)
         train, evals = load_glue_splits(self.params, self.recipe.training.seed)
-        return self._encode(train[:], 0), [e for split_id, rows in evals for e in self._encode(rows[:], split_id)]
+        train_data = self._encode(train[:], 0)
+        eval_data = [e for split_id, rows in evals for e in self._encode(rows[:], split_id)]
+        if self.recipe.training.max_eval_batches == 0:
+            # every example is evaluated, so the order is free: eval batches of similar lengths pad less
+            # (metrics come from (split, prediction, label) rows). With a cap, keep the first rows of the
+            # file: sorted, the cap would pick the longest. Test-set predictions (submission.py) keep their order.
+            eval_data.sort(key=lambda e: -len(e["input_ids"]))  # stable: ties keep the file order
+        return train_data, eval_data
+
+    def example_lengths(self, train_data):
+        return [len(e["input_ids"]) for e in train_data]
 
     def collate(self, examples, generator):
         pad = self.tokenizer.pad_token_id
@@ -193,17 +203,32 @@ class GlueClassification(Task):
         return model(**inputs).logits
 
     def loss(self, model, batch):
-        logits = self._logits(model, batch)
+        return self._loss_from_logits(self._logits(model, batch), batch)
+
+    def _loss_from_logits(self, logits, batch):
         if self.spec.is_regression:
             return {"loss": torch.nn.functional.mse_loss(logits.squeeze(-1).float(), batch["labels"], reduction="sum")}
         return {"loss": torch.nn.functional.cross_entropy(logits.float(), batch["labels"], reduction="sum")}
 
+    def _predictions(self, logits):
+        logits = logits.float()
+        return logits.squeeze(-1) if self.spec.is_regression else logits.argmax(-1)
+
+    def eval_batch(self, model, batch):
+        """The loss and the predictions from one forward pass."""
+        if type(self).loss is not GlueClassification.loss:
+            # a subclass's own loss (distillation: teacher terms, or a teacher in the forward): its terms
+            # here, the predictions from eval_metrics' own pass
+            return super().eval_batch(model, batch)
+        logits = self._logits(model, batch)
+        return self._loss_from_logits(logits, batch), self._predictions(logits)
+
     @torch.no_grad()
-    def eval_metrics(self, model, batches):
+    def eval_metrics(self, model, batches, outputs=None):
+        """outputs: eval_batch's predictions per batch; None: predict here (a second forward pass)."""
         rows = []
-        for b in batches:
-            logits = self._logits(model, b).float()
-            preds = logits.squeeze(-1) if self.spec.is_regression else logits.argmax(-1)
+        for i, b in enumerate(batches):
+            preds = outputs[i] if outputs is not None else self._predictions(self._logits(model, b))
             rows += list(zip(b["split"].tolist(), preds.tolist(), b["labels"].tolist()))
         metrics = split_metrics(self.spec, gather(rows))
         if self.best is not None:

@@ -72,6 +72,10 @@ class TextToTextFinetune(Task):
         return [{"input_ids": s, "labels": t, **{k: v[i] for k, v in columns.items()}}
                 for i, (s, t) in enumerate(zip(src, tgt))]
 
+    def example_lengths(self, train_data):
+        """Source lengths (training.group_by_length), as HF's group_by_length groups by input_ids."""
+        return [len(e["input_ids"]) for e in train_data]
+
     def collate(self, examples, generator):
         input_ids = pad_stack([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
         lengths = torch.tensor([len(e["input_ids"]) for e in examples])

@@ -245,3 +245,19 @@ class BartDenoising(Seq2SeqPretraining):
         return self.build_seq2seq(tokenizer, generation={"forced_bos_token_id": tokenizer.bos_token_id,
                                                          "forced_eos_token_id": tokenizer.eos_token_id},
                                   bos_token_id=tokenizer.bos_token_id, forced_eos_token_id=tokenizer.eos_token_id)
+
+    def flops_per_token(self, model):
+        """Per encoder input token (tokens_in counts the noised input): the decoder reads the full
+        <s> text </s> of max_seq_length; the input loses the deleted tokens and the infilled ones but
+        one <mask> per span (~ mask_ratio / poisson_lambda of the text; the last span's trim adds a
+        fraction of a span, not counted). pipelines/flops.py has the count."""
+        import math
+
+        from pipelines.flops import seq2seq_flops_per_token
+
+        p, target = self.params, self.max_length
+        text = target - 2
+        text -= math.ceil(text * p.deletion_ratio)
+        masked = math.ceil(text * p.mask_ratio)
+        spans = min(masked, masked / p.poisson_lambda)
+        return seq2seq_flops_per_token(model, 2 + text - masked + spans, target)

@@ -43,6 +43,7 @@ from tasks.base import Task, register, write_pretrained
 from tasks.shared.batching import pad_stack
 from tasks.shared.masking import IGNORE_INDEX, MaskingMixin, MlmParams
 from tasks.shared.modeling import init_model
+from tasks.shared.sparse_head import mlm_positions
 
 
 @dataclass
@@ -158,18 +159,24 @@ class ElectraPretrainingModel(nn.Module):
         self.sparse_prediction = sparse_prediction  # generator logits only at the masked positions
         share_embeddings(generator, discriminator)
 
-    def forward(self, input_ids, attention_mask, token_type_ids, mlm_labels, sample_u) -> ElectraPretrainingOutput:
+    def forward(self, input_ids, attention_mask, token_type_ids, mlm_labels, sample_u,
+                mlm_positions=None) -> ElectraPretrainingOutput:
+        """`mlm_positions`: the flat masked positions from the collator (tasks/shared/sparse_head.py);
+        with them nothing here waits for the device. Without them a bool mask selects the same rows."""
+        from tasks.shared.sparse_head import mlm_positions as positions_of
         from tasks.shared.sparse_head import predict_only
 
         selected = mlm_labels != IGNORE_INDEX
-        with predict_only(self.generator, selected if self.sparse_prediction else None):
+        pos = mlm_positions if mlm_positions is not None else positions_of(mlm_labels)
+        with predict_only(self.generator, pos if self.sparse_prediction else None):
             gen_logits = self.generator(input_ids=input_ids, attention_mask=attention_mask,
                                         token_type_ids=token_type_ids).logits
         original = torch.where(selected, mlm_labels, input_ids)
         with torch.no_grad():  # a discrete sample: the discriminator's loss never reaches the generator
-            masked_logits = gen_logits if self.sparse_prediction else gen_logits[selected]
-            sampled = sample_from_logits(masked_logits, sample_u[selected], self.temperature)
-            fake = original.masked_scatter(selected, sampled)
+            masked_logits = (gen_logits if self.sparse_prediction
+                             else gen_logits.reshape(-1, gen_logits.size(-1)).index_select(0, pos))
+            sampled = sample_from_logits(masked_logits, sample_u.reshape(-1).index_select(0, pos), self.temperature)
+            fake = original.reshape(-1).index_copy(0, pos, sampled.to(original.dtype)).view_as(original)
         disc_logits = self.discriminator(input_ids=fake, attention_mask=attention_mask,
                                          token_type_ids=token_type_ids).logits
         return ElectraPretrainingOutput(generator_logits=gen_logits, discriminator_logits=disc_logits,
@@ -219,7 +226,7 @@ class ElectraRtd(MaskingMixin, Task):
         corrupted, labels = self.masked(input_ids, examples, generator)
         return {"input_ids": corrupted, "attention_mask": (input_ids != pad).long(),
                 "token_type_ids": pad_stack([e["token_type_ids"] for e in examples], 0), "labels": labels,
-                "sample_u": torch.rand(input_ids.shape, generator=generator)}
+                "mlm_positions": mlm_positions(labels), "sample_u": torch.rand(input_ids.shape, generator=generator)}
 
     def build_model(self, tokenizer):
         from transformers import AutoModelForMaskedLM, AutoModelForPreTraining
@@ -244,14 +251,15 @@ class ElectraRtd(MaskingMixin, Task):
     @staticmethod
     def _forward(model, batch) -> ElectraPretrainingOutput:
         return model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                     token_type_ids=batch["token_type_ids"], mlm_labels=batch["labels"], sample_u=batch["sample_u"])
+                     token_type_ids=batch["token_type_ids"], mlm_labels=batch["labels"], sample_u=batch["sample_u"],
+                     mlm_positions=batch.get("mlm_positions"))
 
     def loss(self, model, batch):
         out = self._forward(model, batch)
         disc = nn.functional.binary_cross_entropy_with_logits(
             out.discriminator_logits.float(), out.replaced.float(), weight=batch["attention_mask"].float(),
             reduction="sum")
-        return {"mlm": self.mlm_loss(out.generator_logits, batch["labels"]), "disc": disc}
+        return {"mlm": self.mlm_loss(out.generator_logits, batch["labels"], batch.get("mlm_positions")), "disc": disc}
 
     @torch.no_grad()
     def eval_metrics(self, model, batches):
@@ -286,8 +294,10 @@ class ElectraRtd(MaskingMixin, Task):
         return [out_dir, gen_dir]
 
     def flops_per_token(self, model):
-        from pipelines.flops import transformer_flops_per_token
+        """Generator (vocabulary projection at the masked share with sparse prediction) + discriminator
+        (pipelines/flops.py)."""
+        from pipelines.flops import electra_flops_per_token
 
-        parts = [transformer_flops_per_token(m, self.recipe.data.max_seq_length)
-                 for m in (model.generator, model.discriminator)]
-        return None if None in parts else sum(parts)
+        p = self.params
+        return electra_flops_per_token(model.generator, model.discriminator, self.max_length,
+                                       p.mlm_probability if p.sparse_prediction else 1.0)

@@ -86,3 +86,9 @@ class CausalLM(Task):
     def loss_metrics(self, means):
         """Perplexity = exp(mean next-token loss over every eval token of every rank)."""
         return {"perplexity": math.exp(min(means["clm"], 50.0))}
+
+    def flops_per_token(self, model):
+        """Hand count (pipelines/flops.py): full-vocabulary head at every position."""
+        from pipelines.flops import clm_flops_per_token
+
+        return clm_flops_per_token(model, self.max_length)

@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pipelines.data.examples import ExampleView
 from tasks.base import Task, register
-from tasks.shared.batching import pad_stack
+from tasks.shared.batching import has_padding, model_attention_mask, pad_stack
 from tasks.shared.masking import MaskingMixin, MlmParams, masked_accuracy
 from tasks.shared.modeling import init_model
+from tasks.shared.sparse_head import mlm_positions
 from tasks.shared.template import special_template, template_example
 
 
@@ -52,7 +53,8 @@ class MaskedLM(MaskingMixin, Task):
         input_ids = pad_stack([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
         attention_mask = (input_ids != self.tokenizer.pad_token_id).long()
         corrupted, labels = self.masked(input_ids, examples, generator)
-        return {"input_ids": corrupted, "attention_mask": attention_mask, "labels": labels}
+        return {"input_ids": corrupted, "attention_mask": attention_mask, "labels": labels,
+                "mlm_positions": mlm_positions(labels), "padded": has_padding(attention_mask)}
 
     def build_model(self, tokenizer):
         from transformers import AutoModelForMaskedLM
@@ -64,10 +66,19 @@ class MaskedLM(MaskingMixin, Task):
         return {"mlm": (batch["labels"] != -100).sum()}
 
     def loss(self, model, batch):
-        out = self.mlm_output(model, batch, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        return {"mlm": self.mlm_loss(out.logits, batch["labels"])}
+        out = self.mlm_output(model, batch, input_ids=batch["input_ids"], attention_mask=model_attention_mask(batch))
+        return {"mlm": self.mlm_loss(out.logits, batch["labels"], batch.get("mlm_positions"))}
 
     def eval_metrics(self, model, batches):
         return {"mlm_accuracy": masked_accuracy(self, model, batches, "logits")}
+
+    def flops_per_token(self, model):
+        """Hand count (pipelines/flops.py): the vocabulary projection at the masked share of positions
+        with sparse prediction, at all of them without (mlm_probability slightly overstates the share:
+        special tokens are never masked)."""
+        from pipelines.flops import mlm_flops_per_token
+
+        p = self.params
+        return mlm_flops_per_token(model, self.max_length, p.mlm_probability if p.sparse_prediction else 1.0)
 
 

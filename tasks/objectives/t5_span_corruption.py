@@ -269,6 +269,13 @@ class T5SpanCorruption(Seq2SeqPretraining):
             untie_lm_head(model)
         return model
 
+    def flops_per_token(self, model):
+        """Per encoder input token (tokens_in counts the encoder's attention mask): inputs of
+        max_seq_length, decoder targets of targets_length (pipelines/flops.py)."""
+        from pipelines.flops import seq2seq_flops_per_token
+
+        return seq2seq_flops_per_token(model, self.max_length, self.targets_length)
+
 
 def untie_lm_head(model) -> None:
     """Give the LM head its own weights (T5 v1.1). transformers 5's T5Config forces

@@ -349,16 +349,19 @@ class MaskingMixin:
         [n_masked, vocab] in the order of selected_labels(batch["labels"], True)."""
         from tasks.shared.sparse_head import predict_only
 
-        selected = batch["labels"] != IGNORE_INDEX if self.params.sparse_prediction else None
+        selected = None
+        if self.params.sparse_prediction:
+            selected = batch["mlm_positions"] if "mlm_positions" in batch else batch["labels"] != IGNORE_INDEX
         with predict_only(model, selected):
             return model(**inputs)
 
-    def mlm_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """Summed cross-entropy of the MLM logits (sparse or dense) against the batch's labels."""
+    def mlm_loss(self, logits: torch.Tensor, labels: torch.Tensor, positions: torch.Tensor | None = None):
+        """Summed cross-entropy of the MLM logits (sparse or dense) against the batch's labels
+        (`positions`: the batch's "mlm_positions", which the sparse logits follow)."""
         from tasks.shared.losses import token_ce_sum
         from tasks.shared.sparse_head import selected_labels
 
-        return token_ce_sum(logits, selected_labels(labels, self.params.sparse_prediction))
+        return token_ce_sum(logits, selected_labels(labels, self.params.sparse_prediction, positions))
 
     @property
     def needs_word_ids(self) -> bool:

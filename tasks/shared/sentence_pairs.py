@@ -26,6 +26,7 @@ from tasks.shared.batching import pad_stack
 from tasks.shared.masking import MaskingMixin, masked_hits
 from tasks.shared.modeling import init_model
 from tasks.shared.rng import numpy_rng
+from tasks.shared.sparse_head import mlm_positions
 
 
 class DocumentBounds:
@@ -155,7 +156,8 @@ class PairTask(MaskingMixin, Task):
         corrupted, labels = self.masked(input_ids, examples, generator)
         return {"input_ids": corrupted, "attention_mask": (input_ids != pad).long(),
                 "token_type_ids": pad_stack([e["token_type_ids"] for e in examples], 0),
-                "labels": labels, "pair_label": torch.tensor([e["pair_label"] for e in examples])}
+                "labels": labels, "mlm_positions": mlm_positions(labels),
+                "pair_label": torch.tensor([e["pair_label"] for e in examples])}
 
     def build_model(self, tokenizer):
         from transformers import AutoModelForPreTraining
@@ -175,7 +177,7 @@ class PairTask(MaskingMixin, Task):
 
         out = self.mlm_output(model, batch, input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                               token_type_ids=batch["token_type_ids"])
-        return {"mlm": self.mlm_loss(out.prediction_logits, batch["labels"]),
+        return {"mlm": self.mlm_loss(out.prediction_logits, batch["labels"], batch.get("mlm_positions")),
                 self.pair_term: token_ce_sum(self._pair_logits(out), batch["pair_label"])}
 
     @torch.no_grad()
@@ -191,3 +193,11 @@ class PairTask(MaskingMixin, Task):
             n["mlm"], n["masked"] = n["mlm"] + hits, n["masked"] + masked
         return {"mlm_accuracy": n["mlm"] / max(n["masked"], 1),
                 f"{self.pair_term}_accuracy": n["pair"] / max(n["pairs"], 1)}
+
+    def flops_per_token(self, model):
+        """Hand count (pipelines/flops.py): MLM as in MaskedLM plus the pooler and NSP/SOP head."""
+        from pipelines.flops import mlm_flops_per_token
+
+        p = self.params
+        return mlm_flops_per_token(model, self.max_length, p.mlm_probability if p.sparse_prediction else 1.0,
+                                   pair_head=True)

@@ -10,6 +10,10 @@ generator) hands it hidden[selected] ([N, hidden]) instead of hidden ([B, T, hid
 returns logits [N, vocab] in row-major order of `selected`. The model is still called through its
 top-level forward (DDP hooks and autocast apply), weight names and the export are unchanged, and
 loss and gradients equal the dense computation (tests/objectives/test_sparse_head.py).
+
+The rows are best given as flat positions computed by the collator on the host (`mlm_positions`):
+indexing with a boolean mask on a GPU needs its count first (a device-to-host sync every step);
+index_select with positions whose number the host already knows does not.
 """
 
 from __future__ import annotations
@@ -25,20 +29,34 @@ def output_layer(model: torch.nn.Module) -> torch.nn.Module:
     return extract_model_from_parallel(model).get_output_embeddings()
 
 
+def mlm_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Flat indices (into labels.reshape(-1)) of the predicted positions, in row-major order; the
+    collators add them to MLM batches as "mlm_positions" while the labels are still on the host."""
+    return torch.nonzero(labels.reshape(-1) != -100).squeeze(1)
+
+
+def _rows(hidden: torch.Tensor, selected: torch.Tensor) -> torch.Tensor:
+    if selected.dtype == torch.bool:
+        return hidden[selected]
+    return hidden.reshape(-1, hidden.size(-1)).index_select(0, selected)
+
+
 @contextmanager
 def predict_only(model: torch.nn.Module, selected: torch.Tensor | None):
-    """Within the block, model(...) computes MLM logits only where `selected` ([B, T] bool) is True;
-    None leaves the model dense."""
+    """Within the block, model(...) computes MLM logits only at `selected`: flat positions from
+    mlm_positions() (no device sync) or a [B, T] bool mask. None leaves the model dense."""
     if selected is None:
         yield
         return
-    handle = output_layer(model).register_forward_pre_hook(lambda module, args: (args[0][selected], *args[1:]))
+    handle = output_layer(model).register_forward_pre_hook(lambda module, args: (_rows(args[0], selected), *args[1:]))
     try:
         yield
     finally:
         handle.remove()
 
 
-def selected_labels(labels: torch.Tensor, sparse: bool) -> torch.Tensor:
+def selected_labels(labels: torch.Tensor, sparse: bool, positions: torch.Tensor | None = None) -> torch.Tensor:
     """The labels that line up with the logits: the selected ones in order (sparse), or all."""
-    return labels[labels != -100] if sparse else labels
+    if not sparse:
+        return labels
+    return labels.reshape(-1).index_select(0, positions) if positions is not None else labels[labels != -100]

@@ -18,8 +18,12 @@ def _tiny_task(tmp_path, extra=()):
 
 
 def _split(batch, n):
+    """n micro-batches of the rows; the flat masked positions are the collator's, recomputed per part."""
+    from tasks.shared.sparse_head import mlm_positions
+
     size = batch["input_ids"].shape[0] // n
-    return [{k: v[i * size:(i + 1) * size] for k, v in batch.items()} for i in range(n)]
+    parts = [{k: v[i * size:(i + 1) * size] for k, v in batch.items() if k != "mlm_positions"} for i in range(n)]
+    return [{**p, "mlm_positions": mlm_positions(p["labels"])} for p in parts]
 
 
 def _one_sgd_step(recipe, task, tok, examples, n_micro):

@@ -1,0 +1,48 @@
+"""`training.torch_compile`: torch.compile for every task, with the model left as it was built.
+
+- In place (`nn.Module.compile`), not `torch.compile(model)`: the wrapper that returns keeps the
+  model under `_orig_mod.`, so its state_dict (checkpoints, accelerate's get_state_dict, the
+  export) would carry that prefix. Compiled in place, weight names, exports and checkpoints are the
+  same with compile on or off, and a run can resume with the other setting.
+- Sparse MLM prediction (tasks/shared/sparse_head.py) hands the output layer the masked rows through
+  a forward pre-hook whose closure holds the batch's positions ([n_masked], a new count every batch).
+  Dynamo treats tensors it reaches through a module (a hook's closure on a submodule) as static
+  shapes, so each new count recompiled the whole forward (measured on bert-tiny: every batch, until
+  torch._dynamo's recompile limit of 8 sent the model back to eager). With
+  `force_nn_module_property_static_shapes` off, automatic dynamic shapes treat that tensor like an
+  input: the first new count recompiles once with a symbolic size, and no count after it does.
+  Parameters stay static (`force_parameter_static_shapes`). The same automatic dynamic shapes cover
+  the varying lengths of padded fine-tuning and encoder-decoder batches: one recompile per dimension
+  that changes (tests/engine/test_compile.py counts them).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from pipelines.errors import LmforgeError
+
+
+def compile_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Compile `model` in place for training (inductor); returns the same module."""
+    import torch._dynamo
+
+    _check_cpu_compiler()
+    torch._dynamo.config.force_nn_module_property_static_shapes = False  # process-wide: see the module docstring
+    model.compile()
+    return model
+
+
+def _check_cpu_compiler() -> None:
+    """Inductor writes C++ for the CPU and needs a compiler; without one the first step fails deep in a
+    traceback. Asked the way inductor asks (config.cpp.cxx, CXX)."""
+    if torch.cuda.is_available():
+        return
+    from torch._inductor.cpp_builder import get_cpp_compiler
+
+    try:
+        get_cpp_compiler()
+    except Exception as exc:  # inductor's InvalidCxxCompiler, or a missing toolchain piece
+        raise LmforgeError("training.torch_compile=true needs a C++ compiler on a CPU (torch inductor), and none "
+                           f"was found ({type(exc).__name__}): install g++ or clang++ (or set CXX), or set "
+                           "training.torch_compile=false") from None
