@@ -78,6 +78,9 @@ corpus: install
 recipes: install
 	$(PY) -m pipelines recipes
 
+# issue #12 side by side (pipelines/bench/): lmforge vs HF Trainer (RoBERTa MLM, GLUE), vs a nanoGPT loop
+# (GPT-2), BERT NSP, MFU; alternated fresh processes, --reps 3, medians -> runs/bench/suite.{json,md}.
+# ~14 min on 2 cores: run it on a quiet machine. ARGS="--only mlm,clm --steps 60"; ARGS="throughput" / "sst2"
 bench: install
 	$(PY) -m pipelines.bench $(ARGS)
 

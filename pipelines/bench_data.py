@@ -306,47 +306,62 @@ def bench_prep(corpus: dict, tokenizer: str, work: Path, env: dict, reps: int, t
     return out
 
 
-def bench_pretrain(corpora: dict, tokenizers: dict, work: Path, env: dict, steps: int, timeout: float) -> list:
-    """Per recipe and corpus size: `prepare` (untimed), then one measured `pretrain` run."""
+def bench_pretrain(corpora: dict, tokenizers: dict, work: Path, env: dict, steps: int, timeout: float,
+                   reps: int = 3) -> list:
+    """Per recipe: `prepare` each corpus (untimed), then `reps` measured `pretrain` runs per corpus,
+    the sizes alternating (small, big, small, big, ...): one run's peak moves with allocator and
+    scheduling noise by more than the corpus moves it, so the verdict takes medians."""
     rows = []
+    py = [sys.executable, "-m", "pipelines"]
     for recipe, family in RECIPES.items():
+        common = {label: [f"data.corpus={corpus['path']}", f"tokenizer.name_or_path={tokenizers[family]}",
+                          f"training.output_dir={work / 'runs' / f'{recipe}-{label}'}"]
+                  for label, corpus in corpora.items()}
+        prepared = {}
         for label, corpus in corpora.items():
-            out_dir = work / "runs" / f"{recipe}-{label}"
-            shutil.rmtree(out_dir, ignore_errors=True)
-            common = [f"data.corpus={corpus['path']}", f"tokenizer.name_or_path={tokenizers[family]}",
-                      f"training.output_dir={out_dir}"]
-            py = [sys.executable, "-m", "pipelines"]
-            prep = run_measured([*py, "prepare", recipe, *common], env, work / "logs" / f"prepare-{recipe}-{label}.log",
-                                timeout=timeout)
+            shutil.rmtree(work / "runs" / f"{recipe}-{label}", ignore_errors=True)
+            prep = run_measured([*py, "prepare", recipe, *common[label]], env,
+                                work / "logs" / f"prepare-{recipe}-{label}.log", timeout=timeout)
+            prepared[label] = prep
             log(f"prepare {recipe} {corpus['mb']} MB: {prep['wall_s']} s" + (f" FAILED {prep['error']}"
                                                                               if "error" in prep else ""))
-            run = run_measured([*py, "pretrain", recipe, *common, f"training.max_steps={steps}",
-                                "training.per_device_train_batch_size=32", "training.eval_steps=0",
-                                "training.save_steps=0", "training.max_eval_batches=2", "training.logging_steps=1"],
-                               env, work / "logs" / f"pretrain-{recipe}-{label}.log", watch=out_dir / "metrics.jsonl",
-                               timeout=timeout)
-            log(f"pretrain {recipe} {corpus['mb']} MB: first step {run['first_line_s']} s, wall {run['wall_s']} s, "
-                f"peak tree RSS {run['tree_rss_peak_bytes'] / GB:.2f} GB"
-                + (f" FAILED {run['error']}" if "error" in run else ""))
-            rows.append({"recipe": recipe, "size": label, "corpus_mb": corpus["mb"], "steps": steps,
-                         "prepare_wall_s": prep["wall_s"], "prepare_peak_rss_bytes": prep["ru_maxrss_bytes"],
-                         **({"prepare_error": prep["error"]} if "error" in prep else {}), **run})
-            shutil.rmtree(out_dir / "final", ignore_errors=True)
+        for rep in range(reps):
+            for label, corpus in corpora.items():
+                out_dir = work / "runs" / f"{recipe}-{label}"
+                shutil.rmtree(out_dir, ignore_errors=True)
+                run = run_measured([*py, "pretrain", recipe, *common[label], f"training.max_steps={steps}",
+                                    "training.per_device_train_batch_size=32", "training.eval_steps=0",
+                                    "training.save_steps=0", "training.max_eval_batches=2",
+                                    "training.logging_steps=1"],
+                                   env, work / "logs" / f"pretrain-{recipe}-{label}-{rep}.log",
+                                   watch=out_dir / "metrics.jsonl", timeout=timeout)
+                log(f"pretrain {recipe} {corpus['mb']} MB, run {rep + 1}/{reps}: first step {run['first_line_s']} s, "
+                    f"wall {run['wall_s']} s, peak RSS {run['ru_maxrss_bytes'] / GB:.2f} GB (tree "
+                    f"{run['tree_rss_peak_bytes'] / GB:.2f})" + (f" FAILED {run['error']}" if "error" in run else ""))
+                prep = prepared[label]
+                rows.append({"recipe": recipe, "size": label, "rep": rep, "corpus_mb": corpus["mb"], "steps": steps,
+                             "prepare_wall_s": prep["wall_s"], "prepare_peak_rss_bytes": prep["ru_maxrss_bytes"],
+                             **({"prepare_error": prep["error"]} if "error" in prep else {}), **run})
+                shutil.rmtree(out_dir / "final", ignore_errors=True)
     return rows
 
 
 def verdicts(rows: list) -> dict:
-    """Per recipe: peak memory (the larger of ru_maxrss and the tree's summed RSS) against the limit
-    and the spread between sizes; first step against its limit."""
+    """Per recipe: the median peak memory per corpus size (the larger of ru_maxrss and the tree's
+    summed RSS) against the limit, and the spread between the sizes' medians; first step against its
+    limit (every run)."""
     out = {}
     for recipe in RECIPES:
         mine = [r for r in rows if r["recipe"] == recipe and "error" not in r]
-        if len(mine) < 2:
+        sizes = sorted({r["size"] for r in mine}, key=lambda s: s != "small")
+        if len(sizes) < 2:
             continue
-        peaks = [max(r["ru_maxrss_bytes"], r["tree_rss_peak_bytes"]) / GB for r in mine]
+        peaks = [statistics.median(max(r["ru_maxrss_bytes"], r["tree_rss_peak_bytes"]) / GB
+                                   for r in mine if r["size"] == size) for size in sizes]
         spread = (max(peaks) - min(peaks)) / min(peaks)
         firsts = [r["first_line_s"] for r in mine if r["first_line_s"] is not None]
         out[recipe] = {"peak_gb": [round(p, 3) for p in peaks], "spread": round(spread, 3),
+                       "runs_per_size": len(mine) // len(sizes),
                        "rss_pass": max(peaks) <= RSS_LIMIT_GB and spread <= RSS_SPREAD,
                        "first_step_s": firsts, "first_step_pass": len(firsts) == len(mine)
                        and max(firsts) <= FIRST_STEP_LIMIT_S}
@@ -381,21 +396,23 @@ def markdown(res: dict, only: str | None) -> str:
     rows = res.get("pretrain")
     if rows:
         lines += [f"### `pretrain` on prepared shards, {rows[0]['steps']} steps, batch 32, eval 2 batches", "",
-                  "| recipe | corpus MB | largest process RSS GB | tree RSS sum GB | tree PSS sum GB | "
+                  "| recipe | corpus MB | run | largest process RSS GB | tree RSS sum GB | tree PSS sum GB | "
                   "tree RSS at first step GB | launch -> first step s | wall s | prepare s (untimed) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if "error" in r:
-                lines.append(f"| {r['recipe']} | {r['corpus_mb']} | failed: see {r['log']} | | | | | | |")
+                lines.append(f"| {r['recipe']} | {r['corpus_mb']} | {r.get('rep', 0) + 1} | failed: see {r['log']} "
+                             "| | | | | | |")
                 continue
-            lines.append(f"| {r['recipe']} | {r['corpus_mb']} | {_gb(r['ru_maxrss_bytes'])} | "
+            lines.append(f"| {r['recipe']} | {r['corpus_mb']} | {r.get('rep', 0) + 1} | {_gb(r['ru_maxrss_bytes'])} | "
                          f"{_gb(r['tree_rss_peak_bytes'])} | {_gb(r['tree_pss_peak_bytes'])} | "
                          f"{_gb(r['tree_rss_at_first_line_bytes'] or 0)} | {r['first_line_s']} | {r['wall_s']} | "
                          f"{r['prepare_wall_s']} |")
         lines.append("")
         for recipe, v in res["verdicts"].items():
             if only in (None, "rss"):
-                lines.append(f"- {recipe} memory: peaks {' / '.join(f'{g:.2f}' for g in v['peak_gb'])} GB, spread "
+                lines.append(f"- {recipe} memory: median peaks of {v['runs_per_size']} runs per size "
+                             f"{' / '.join(f'{g:.2f}' for g in v['peak_gb'])} GB, spread "
                              f"{v['spread']:.0%} (target <= {RSS_LIMIT_GB} GB, <= {RSS_SPREAD:.0%}): "
                              f"{'PASS' if v['rss_pass'] else 'FAIL'}")
             if only in (None, "first-step"):
@@ -423,6 +440,7 @@ def main(argv=None):
     p.add_argument("--big-mb", type=float, default=500.0, help="the large corpus (rss, first-step)")
     p.add_argument("--steps", type=int, default=20, help="pretrain optimizer steps per run")
     p.add_argument("--reps", type=int, default=2, help="prep repetitions per side (medians)")
+    p.add_argument("--rss-reps", type=int, default=3, help="pretrain runs per recipe and corpus size (medians)")
     p.add_argument("--work", default=None, help="work folder (default: a temp folder, removed at the end)")
     p.add_argument("--only", choices=["prep", "rss", "first-step"], default=None)
     p.add_argument("--keep", action="store_true", help="keep corpora, shards and runs under --work")
@@ -453,7 +471,7 @@ def main(argv=None):
         if args.only in (None, "prep"):
             res["prep"] = bench_prep(corpora["small"], toks["roberta"], work, env, args.reps, args.timeout)
         if args.only != "prep":
-            res["pretrain"] = bench_pretrain(corpora, toks, work, env, args.steps, args.timeout)
+            res["pretrain"] = bench_pretrain(corpora, toks, work, env, args.steps, args.timeout, args.rss_reps)
             res["verdicts"] = verdicts(res["pretrain"])
         complete = not failures(res)
     finally:

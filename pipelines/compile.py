@@ -3,17 +3,24 @@
 - In place (`nn.Module.compile`), not `torch.compile(model)`: the wrapper that returns keeps the
   model under `_orig_mod.`, so its state_dict (checkpoints, accelerate's get_state_dict, the
   export) would carry that prefix. Compiled in place, weight names, exports and checkpoints are the
-  same with compile on or off, and a run can resume with the other setting.
+  same with compile on or off, and a run can resume with the other setting (run_folder.py lets
+  training.torch_compile change on a resume).
 - Sparse MLM prediction (tasks/shared/sparse_head.py) hands the output layer the masked rows through
   a forward pre-hook whose closure holds the batch's positions ([n_masked], a new count every batch).
   Dynamo treats tensors it reaches through a module (a hook's closure on a submodule) as static
-  shapes, so each new count recompiled the whole forward (measured on bert-tiny: every batch, until
-  torch._dynamo's recompile limit of 8 sent the model back to eager). With
+  shapes, so every new count recompiled the whole forward (a tiny BERT: 4 graphs in 6 steps; after 8,
+  torch._dynamo's recompile limit sends the model back to eager for good). With
   `force_nn_module_property_static_shapes` off, automatic dynamic shapes treat that tensor like an
   input: the first new count recompiles once with a symbolic size, and no count after it does.
   Parameters stay static (`force_parameter_static_shapes`). The same automatic dynamic shapes cover
-  the varying lengths of padded fine-tuning and encoder-decoder batches: one recompile per dimension
-  that changes (tests/engine/test_compile.py counts them).
+  the varying lengths of padded batches (fine-tuning, BART's encoder input): one recompile for each
+  dimension that changes, then none (tests/engine/test_compile.py counts the MLM case).
+- A task's own module around several transformers models (ELECTRA's generator + discriminator, a
+  student with its frozen teacher) keeps its glue eager and compiles each model inside it: ELECTRA's
+  forward registers the sparse-head hook on the generator, and registering a hook inside a compiled
+  region is a graph break (torch's RemovableHandle id counter, accelerate's DeepSpeed check), which
+  split its step into 7 graphs. Compiled per model, the hook is registered eagerly and traced inside
+  the generator's graph, like BERT's.
 """
 
 from __future__ import annotations
@@ -29,8 +36,19 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
 
     _check_cpu_compiler()
     torch._dynamo.config.force_nn_module_property_static_shapes = False  # process-wide: see the module docstring
-    model.compile()
+    for part in compiled_parts(model):
+        part.compile()
     return model
+
+
+def compiled_parts(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model itself when it is one transformers model (or no transformers model is inside: peft and
+    other wrappers), else the transformers models directly inside it."""
+    from transformers import PreTrainedModel
+
+    if isinstance(model, PreTrainedModel):
+        return [model]
+    return [m for m in model.children() if isinstance(m, PreTrainedModel)] or [model]
 
 
 def _check_cpu_compiler() -> None:
