@@ -59,6 +59,18 @@ def test_the_longest_example_comes_in_the_first_batch():
         assert lengths[s.indices(epoch * s.per_epoch, 0)[0]] == max(lengths[i] for i in epoch_examples(s, epoch, 2))
 
 
+def test_grouped_batches_come_in_shuffled_order_not_a_length_curriculum():
+    """Sorted megabatches taken in order would run 50 steps from the longest examples to the shortest;
+    the batches' order is shuffled, so step number and batch length are unrelated."""
+    from scipy.stats import spearmanr
+
+    lengths = skewed_lengths(32 * 200)
+    sampler = GlobalBatchSampler(len(lengths), 32, 1, seed=3, lengths=lengths)
+    means = [sum(lengths[i] for i in sampler.indices(step, 0)) / 32 for step in range(1, 50)]  # one megabatch
+    assert abs(spearmanr(range(len(means)), means).statistic) < 0.35  # sorted in order: -1
+    assert max(means) - min(means) > 5  # still grouped: batches differ in length
+
+
 @pytest.mark.parametrize("n", [100, 1000, 2000])  # 1000, 2000: several megabatches (50 x 16), the last partial
 def test_every_split_of_a_global_batch_groups_the_same_examples(n):
     """As tests/engine/test_distributed.py checks without grouping: the same examples in every global
@@ -136,7 +148,8 @@ def test_tiny_finetune_with_group_by_length(tmp_path):
     train, _ = task.prepare(tok)
     lengths = task.example_lengths(train)
     grouped = GlobalBatchSampler.for_training(task, train, recipe, world=1)
-    plain = GlobalBatchSampler.for_training(task, train, load_recipe("glue", common), world=1)
+    plain = GlobalBatchSampler.for_training(task, train, load_recipe("glue", common + ["training.group_by_length=false"]),
+                                            world=1)
     assert grouped.lengths is not None and plain.lengths is None
     assert padding_fraction(grouped, lengths, 1) < padding_fraction(plain, lengths, 1) / 2
 
