@@ -176,3 +176,23 @@ def test_bad_noise_parameters_are_user_errors():
         get_task("bart-denoising")(load_recipe("bart-tiny", ["objective.mask_ratio=1.5"]))
     with pytest.raises(LmforgeError, match="noise_density"):
         get_task("t5-span-corruption")(load_recipe("t5-tiny", ["objective.noise_density=0"]))
+
+
+def test_shifted_loss_equals_the_sliced_logits_loss():
+    """The CLM loss shifts the labels instead of slicing the logits (no [B, T, V] copy): same sum."""
+    import torch
+
+    from tasks.objectives.gpt_clm import shifted_ce_sum
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 7, 11, generator=g, requires_grad=True)
+    labels = torch.randint(0, 11, (3, 7), generator=g)
+    labels[1, 4:] = -100  # a padded row
+    sliced = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
+                                               ignore_index=-100, reduction="sum")
+    ours = shifted_ce_sum(logits, labels)
+    torch.testing.assert_close(ours, sliced)
+    (g1,) = torch.autograd.grad(ours, logits)
+    (g2,) = torch.autograd.grad(sliced, logits)
+    torch.testing.assert_close(g1, g2)
+    assert g1[:, -1].abs().sum() == 0  # the last position predicts nothing
