@@ -40,6 +40,11 @@ def is_heading(line: str) -> bool:
     return bool(_HEADING.match(line.rstrip("\n")))
 
 
+def is_subheading(line: str) -> bool:
+    """` = = Section = = `: dropped from the text (the section's paragraphs stay in their document)."""
+    return bool(_SUBHEADING.match(line.rstrip("\n")))
+
+
 def _layout(path: Path) -> str:
     with open(path, encoding="utf-8", errors="replace") as f:
         head = f.read(_PEEK)
@@ -63,7 +68,7 @@ def iter_text_file(path: Path) -> Iterator[Document]:
                         if current:
                             yield current
                         current = []
-                    elif line.strip() and not _SUBHEADING.match(line.rstrip("\n")):
+                    elif line.strip() and not is_subheading(line):
                         current.extend(split_sentences(line, min_words=1))
                 elif layout == "blank-line":
                     if line.strip():

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import torch
-from tiny_run import build_tiny_tokenizer, strict_json_lines, train_tiny
+from tiny_run import build_tiny_tokenizer, nan_loss, strict_json_lines, train_tiny
 
 from pipelines.errors import LmforgeError
 
@@ -22,22 +22,6 @@ def _finite_weights(path) -> bool:
     from safetensors.torch import load_file
 
     return all(torch.isfinite(v).all() for v in load_file(path).values())
-
-
-def _nan_loss(when):
-    """A patch for train_tiny: the task's loss turns NaN on the training calls `when(n)` (n from 1)."""
-    def patch(task):
-        real, calls = task.loss, [0]
-
-        def loss(model, batch):
-            terms = real(model, batch)
-            if model.training:
-                calls[0] += 1
-                if when(calls[0]):
-                    terms = {k: v * float("nan") for k, v in terms.items()}
-            return terms
-        task.loss = loss
-    return patch
 
 
 def test_diverging_run_stops_keeps_the_good_checkpoints_and_exports_nothing(tmp_path, tok):
@@ -61,7 +45,7 @@ def test_diverging_run_stops_keeps_the_good_checkpoints_and_exports_nothing(tmp_
 
 def test_skip_policy_skips_counts_and_finishes(tmp_path, tok):
     out = tmp_path / "run"
-    train_tiny(out, tok, "training.max_steps=6", "training.nonfinite=skip", patch=_nan_loss(lambda n: n == 3))
+    train_tiny(out, tok, "training.max_steps=6", "training.nonfinite=skip", patch=nan_loss(lambda n: n == 3))
     records = [r for r in strict_json_lines(out / "metrics.jsonl") if "tokens" in r]
     assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
     assert records[2]["loss"] is None  # NaN written as null
@@ -74,7 +58,7 @@ def test_skip_policy_stops_after_too_many_in_a_row(tmp_path, tok):
     out = tmp_path / "run"
     with pytest.raises(LmforgeError, match=r"step 5: loss is nan .*3 non-finite steps in a row"):
         train_tiny(out, tok, "training.max_steps=8", "training.nonfinite=skip", "training.max_skipped_steps=2",
-                   patch=_nan_loss(lambda n: n >= 3))
+                   patch=nan_loss(lambda n: n >= 3))
     assert not (out / "final").exists()
 
 

@@ -14,7 +14,7 @@ import traceback
 import pytest
 import torch
 from conftest import TINY_BERT, reset_accelerate
-from tiny_run import build_tiny_tokenizer, strict_json_lines, train_tiny
+from tiny_run import build_tiny_tokenizer, nan_loss, strict_json_lines, train_tiny
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipelines.config import load_recipe
@@ -115,28 +115,14 @@ def test_the_probe_sees_a_boolean_mask_gather(tmp_path, tok):
     assert any("bool mask" in r or "nonzero" in r for r in mode.reads), mode.reads
 
 
-def _nan_at(step_no):
-    def patch(task):
-        real, calls = task.loss, [0]
-
-        def loss(model, batch):
-            terms = real(model, batch)
-            if model.training:
-                calls[0] += 1
-                if calls[0] == step_no:
-                    terms = {k: v * float("nan") for k, v in terms.items()}
-            return terms
-        task.loss = loss
-    return patch
-
-
 def test_a_skipped_step_between_reads_is_reported_and_rewinds_the_schedule(tmp_path, tok):
     """Logging every 5 steps, a NaN at step 3: the read at step 5 reports one skipped step, and the
     learning rate there is the one of a run that read every step (4 applied updates, not 5)."""
+    nan_at_3 = nan_loss(lambda n: n == 3)
     every = strict_json_lines(train_tiny(tmp_path / "a", tok, "training.max_steps=10", "training.nonfinite=skip",
-                                         patch=_nan_at(3)).output_dir / "metrics.jsonl")
+                                         patch=nan_at_3).output_dir / "metrics.jsonl")
     sparse = strict_json_lines(train_tiny(tmp_path / "b", tok, "training.max_steps=10", "training.nonfinite=skip",
-                                          "training.logging_steps=5", patch=_nan_at(3)).output_dir / "metrics.jsonl")
+                                          "training.logging_steps=5", patch=nan_at_3).output_dir / "metrics.jsonl")
     every = {r["step"]: r for r in every if "tokens" in r}
     sparse = [r for r in sparse if "tokens" in r]
     assert [r["step"] for r in sparse] == [5, 10]
@@ -150,7 +136,7 @@ def test_a_skipped_step_between_reads_is_reported_and_rewinds_the_schedule(tmp_p
 def test_stop_names_the_bad_step_found_at_a_later_read(tmp_path, tok):
     out = tmp_path / "run"
     with pytest.raises(LmforgeError, match=r"^step 3: loss is nan.*stopped") as err:
-        train_tiny(out, tok, "training.max_steps=10", "training.logging_steps=5", patch=_nan_at(3))
+        train_tiny(out, tok, "training.max_steps=10", "training.logging_steps=5", patch=nan_loss(lambda n: n == 3))
     assert "nothing was exported" in str(err.value)
     records = strict_json_lines(out / "metrics.jsonl")
     assert records[-1]["step"] == 3 and records[-1]["nonfinite"].startswith("loss is nan")
