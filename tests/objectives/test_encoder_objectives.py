@@ -159,6 +159,7 @@ def test_albert_sop_balance_and_head_wiring(tokenizers, tmp_path):
     model = task.build_model(tok)
     assert isinstance(model, AlbertForPreTraining) and model.config.embedding_size == 32
     assert model.config.num_hidden_groups == 1  # one layer's weights for every layer
+    model.eval()  # the SOP head's dropout (classifier_dropout_prob 0.1) would make the two forwards differ
     _, batch = next(batches(task, train[:64]))
     terms, counts = task.loss(model, batch), task.loss_counts(batch)
     ref = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
