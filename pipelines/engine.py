@@ -140,7 +140,7 @@ def evaluate(accelerator, model, task, batches: list[dict]) -> dict:
     counts = torch.zeros(len(names), device=accelerator.device)
     outputs = []  # what eval_metrics needs from each batch's forward pass (GLUE: predictions), so it runs once
     for batch in batches:
-        with torch.no_grad(), accelerator.autocast():
+        with accelerator.autocast():
             terms, kept = task.eval_batch(model, batch)
         outputs.append(kept)
         c = task.loss_counts(batch)

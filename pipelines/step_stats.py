@@ -34,9 +34,6 @@ class StepResult:
             logs["grad_norm"] = v[-1]
         return logs
 
-    def __getitem__(self, key: str) -> float:  # logs-dict access for callers that want one value now
-        return self.logs()[key]
-
 
 def nonfinite(logs: dict, names: list[str], check_grad: bool = True) -> str | None:
     """'loss is nan (mlm nan, nsp 0.6931)' / 'gradient norm is inf (loss 3.2)' for a bad step, else None."""

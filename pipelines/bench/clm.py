@@ -17,28 +17,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipelines.bench.common import child_command, child_result, steady_from_step_ends
-from pipelines.bench.sides import Comparison, Context, Side, pretrain_side
+from pipelines.bench.common import child_result
+from pipelines.bench.sides import Comparison, Context, pretrain_baseline, pretrain_side
 
 RECIPE, FAMILY, TARGET = "gpt2-tiny", "gpt2", 1.0
 
 
 def comparison(ctx: Context, compiled: bool = True) -> Comparison:
-    def command(scratch: Path, rep: int) -> list[str]:
-        return child_command("nanogpt", {"recipe": RECIPE, "file": str(ctx.corpus), "tokenizer": ctx.tokenizers[FAMILY],
-                                         "steps": ctx.steps, "log_every": ctx.log_every, "seed": ctx.seed,
-                                         "out": str(scratch / "out")})
-
-    def read(result: dict, scratch: Path) -> dict:
-        return {"steady": steady_from_step_ends(result.get("step_ends", []), ctx.warmup, tokens=result.get("tokens")),
-                "losses": {int(k): v for k, v in result.get("losses", {}).items()},
-                "first_step_s": result.get("first_step_s")}
-
     sides = [pretrain_side(ctx, RECIPE, FAMILY)]
     if compiled:
         sides.append(pretrain_side(ctx, RECIPE, FAMILY, "lmforge-compile", f"lmforge `pretrain {RECIPE}` "
                                    "training.torch_compile=true", ("training.torch_compile=true",)))
-    sides.append(Side("nanogpt", "nanoGPT-style loop (torch.compile, fused AdamW)", command, read, lmforge=False))
+    sides.append(pretrain_baseline(ctx, "nanogpt", RECIPE, FAMILY, "nanogpt",
+                                   "nanoGPT-style loop (torch.compile, fused AdamW)"))
     return Comparison("clm", "GPT-2 tiny CLM vs a nanoGPT-style loop", sides, baseline="nanogpt", target=TARGET,
                       losses=True)
 

@@ -12,25 +12,14 @@ use_cpu=True)) on RobertaForMaskedLM, then save_model() as run_mlm does.
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from pipelines.bench.common import child_command, child_result, steady_from_step_ends, trainer_batch_sizes
-from pipelines.bench.sides import Comparison, Context, Side, pretrain_side
+from pipelines.bench.common import child_result, trainer_batch_sizes
+from pipelines.bench.sides import Comparison, Context, pretrain_baseline, pretrain_side
 
 RECIPE, FAMILY, TARGET = "roberta-tiny", "roberta", 1.5
 
 
 def comparison(ctx: Context) -> Comparison:
-    def command(scratch: Path, rep: int) -> list[str]:
-        return child_command("hf-mlm", {"recipe": RECIPE, "file": str(ctx.corpus), "tokenizer": ctx.tokenizers[FAMILY],
-                                        "steps": ctx.steps, "log_every": ctx.log_every, "seed": ctx.seed,
-                                        "out": str(scratch / "out")})
-
-    def read(result: dict, scratch: Path) -> dict:
-        return {"steady": steady_from_step_ends(result.get("step_ends", []), ctx.warmup, tokens=result.get("tokens")),
-                "losses": {int(k): v for k, v in result.get("losses", {}).items()}}
-
-    hf = Side("hf-trainer", "HF run_mlm recipe (Trainer)", command, read, lmforge=False)
+    hf = pretrain_baseline(ctx, "hf-mlm", RECIPE, FAMILY, "hf-trainer", "HF run_mlm recipe (Trainer)")
     return Comparison("mlm", "RoBERTa-style MLM (roberta-tiny sizes) vs HF Trainer",
                       [pretrain_side(ctx, RECIPE, FAMILY), hf], baseline="hf-trainer", target=TARGET, losses=True)
 

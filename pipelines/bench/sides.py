@@ -9,7 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipelines.bench.common import lmforge_command, losses_at, read_metrics, steady_from_metrics
+from pipelines.bench.common import (
+    child_command,
+    lmforge_command,
+    losses_at,
+    read_metrics,
+    steady_from_metrics,
+    steady_from_step_ends,
+)
 
 
 @dataclass
@@ -45,6 +52,25 @@ class Comparison:
     baseline: str | None = None  # the side the ratios divide by
     target: float | None = None  # lmforge / baseline must reach this
     losses: bool = False  # a loss-at-equal-steps table and plot
+
+
+def pretrain_baseline(ctx: Context, child: str, recipe: str, family: str, name: str, label: str) -> Side:
+    """A baseline pretraining process (`python -m pipelines.bench --child CHILD SPEC`) on the bench corpus
+    and tokenizer, read back as steady throughput and the loss of each logged step (and, when it
+    reports one, the seconds to its first step)."""
+    def command(scratch: Path, rep: int) -> list[str]:
+        return child_command(child, {"recipe": recipe, "file": str(ctx.corpus), "tokenizer": ctx.tokenizers[family],
+                                     "steps": ctx.steps, "log_every": ctx.log_every, "seed": ctx.seed,
+                                     "out": str(scratch / "out")})
+
+    def read(result: dict, scratch: Path) -> dict:
+        out = {"steady": steady_from_step_ends(result.get("step_ends", []), ctx.warmup, tokens=result.get("tokens")),
+               "losses": {int(k): v for k, v in result.get("losses", {}).items()}}
+        if "first_step_s" in result:
+            out["first_step_s"] = result["first_step_s"]
+        return out
+
+    return Side(name, label, command, read, lmforge=False)
 
 
 def pretrain_side(ctx: Context, recipe: str, family: str, name: str = "lmforge", label: str | None = None,

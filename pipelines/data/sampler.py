@@ -13,10 +13,10 @@ and 1 process x GA 2 collate identical tensors (tests/engine/test_distributed.py
 
 Length grouping (training.group_by_length, as HF Trainer's LengthGroupedSampler) reorders EXAMPLES
 within each epoch's permutation before it is cut into slices: megabatches of 50 global batches, each
-sorted by length, cut into global batches, whose order is shuffled (the longest first). The megabatch is a whole number of global batches and the order
-depends only on (seed, epoch, lengths, global batch size), so every property above still holds; the
-slices of one global batch just hold examples of similar lengths, and less padding is collated
-(tests/finetuning/test_grouped_batching.py).
+sorted by length, cut into global batches, whose order is shuffled (the longest first). The
+megabatch is a whole number of global batches and the order depends only on (seed, epoch, lengths,
+global batch size), so every property above still holds; the slices of one global batch just hold
+examples of similar lengths, and less padding is collated (tests/finetuning/test_grouped_batching.py).
 """
 
 from __future__ import annotations

@@ -133,13 +133,7 @@ def bert_tok(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def gpt_tok(tmp_path_factory):
-    from pipelines.data.default_corpus import default_corpus_path
-    from tokenizer import build_tokenizer
-
-    docs = [ln.strip() for ln in open(default_corpus_path()) if ln.strip()]
-    path = tmp_path_factory.mktemp("gpt-tok") / "tok"
-    build_tokenizer("gpt2", docs[:3000], 1000, path)
-    return path
+    return build_tiny_tokenizer(tmp_path_factory.mktemp("gpt-tok") / "tok", "gpt2")
 
 
 @pytest.fixture(scope="module")

@@ -37,7 +37,7 @@ def _one_sgd_step(recipe, task, tok, examples, n_micro):
     opt = torch.optim.SGD(model.parameters(), lr=1.0)
     model, opt = accelerator.prepare(model, opt)
     batch = task.collate(examples, torch.Generator().manual_seed(7))
-    logs = train_step(accelerator, model, opt, task, _split(batch, n_micro), max_grad_norm=0.0)
+    logs = train_step(accelerator, model, opt, task, _split(batch, n_micro), max_grad_norm=0.0).logs()
     delta = {n: before[n] - p.detach() for n, p in accelerator.unwrap_model(model).named_parameters()}
     return logs, delta
 

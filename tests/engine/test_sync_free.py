@@ -50,13 +50,7 @@ def tok(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def bpe(tmp_path_factory):
-    from pipelines.data.default_corpus import default_corpus_path
-    from tokenizer import build_tokenizer
-
-    docs = [ln.strip() for ln in open(default_corpus_path()) if ln.strip()]
-    path = tmp_path_factory.mktemp("bpe") / "bpe"
-    build_tokenizer("roberta", docs[:3000], 1000, path)
-    return path
+    return build_tiny_tokenizer(tmp_path_factory.mktemp("bpe") / "bpe", "roberta")
 
 
 def _task_and_step(recipe_name: str, tmp_path, tok, extra=()):

@@ -10,12 +10,14 @@ import sys
 from conftest import REPO, TINY_BERT, reset_accelerate
 
 
-def build_tiny_tokenizer(path):
+def build_tiny_tokenizer(path, family: str = "bert"):
+    """A 1,000-token tokenizer of `family` (WordPiece for bert; byte-level BPE for roberta, gpt2)
+    trained on the embedded corpus."""
     from pipelines.data.default_corpus import default_corpus_path
     from tokenizer import build_tokenizer
 
     docs = [ln.strip() for ln in open(default_corpus_path()) if ln.strip()]
-    build_tokenizer("bert", docs[:3000], 1000, path)
+    build_tokenizer(family, docs[:3000], 1000, path)
     return path
 
 

@@ -148,8 +148,8 @@ def test_tiny_finetune_with_group_by_length(tmp_path):
     train, _ = task.prepare(tok)
     lengths = task.example_lengths(train)
     grouped = GlobalBatchSampler.for_training(task, train, recipe, world=1)
-    plain = GlobalBatchSampler.for_training(task, train, load_recipe("glue", common + ["training.group_by_length=false"]),
-                                            world=1)
+    ungrouped = load_recipe("glue", common + ["training.group_by_length=false"])
+    plain = GlobalBatchSampler.for_training(task, train, ungrouped, world=1)
     assert grouped.lengths is not None and plain.lengths is None
     assert padding_fraction(grouped, lengths, 1) < padding_fraction(plain, lengths, 1) / 2
 
