@@ -72,10 +72,11 @@ def run_distill(method: str, teacher: str, student: str, task: str, glue_dir: st
             fixed.append(f"objective.glue_dir={os.path.abspath(glue_dir)}")
     recipe_name = RECIPES[(method, kind)]
     if (method, kind) == ("tinybert", "glue"):  # TinyBERT's two runs: intermediate layers, then predictions
-        load_recipe(recipe_name, fixed + list(overrides), patch)  # every mistake before the first run
+        checked = load_recipe(recipe_name, fixed + list(overrides), patch)  # every mistake before the first run
         first = root / "intermediate"
+        epochs = checked.objective.get("intermediate_epochs")
         _run(load_recipe(recipe_name, fixed + ["objective.stage=intermediate", f"training.output_dir={first}"]
-                         + list(overrides), patch))
+                         + list(overrides) + ([f"training.num_train_epochs={epochs}"] if epochs else []), patch))
         patch = {"model": {**patch["model"], "name_or_path": str(first / "final"), "config": {}}}
         fixed.append("objective.stage=prediction")
     recipe = load_recipe(recipe_name, fixed + [f"training.output_dir={root}"] + list(overrides), patch)

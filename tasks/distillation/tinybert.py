@@ -19,9 +19,12 @@ Stages (objective.stage):
                 with any encoder as teacher (all-MiniLM-L6-v2 works: no MLM head is needed);
                 exports the student encoder (AutoModel), the start of the task stage.
   intermediate  on a GLUE task with a fine-tuned teacher: L_emb + L_hidn + L_attn;
-  prediction    then L_pred from the intermediate student. `make distill METHOD=tinybert
-                TASK=glue/<task>` runs intermediate, then prediction (TinyBERT's two runs).
-TinyBERT's data augmentation (GloVe / BERT word replacement) is not implemented.
+  prediction    then L_pred from the intermediate student, the student alone against the teacher's
+                logits, cached once before training (the teacher is in eval mode: they do not change).
+                `make distill METHOD=tinybert TASK=glue/<task>` runs intermediate, then prediction
+                (TinyBERT's two runs). objective.augment_copies adds TinyBERT's augmented examples
+                to both stages (augment.py; the paper's word neighbours come from BERT's MLM and GloVe,
+                ours from the teacher's embedding table).
 """
 
 from __future__ import annotations
@@ -84,20 +87,17 @@ class LayerWeights:
 
 
 class TinyBertDistiller(WithFrozenTeacher):
-    """forward = the loss sums of one batch: the intermediate terms and/or the prediction term."""
+    """forward = the intermediate loss sums of one batch (embedding, hidden, attention)."""
 
-    def __init__(self, student, teacher, intermediate: bool, prediction: bool, temperature: float = 1.0):
+    def __init__(self, student, teacher):
         super().__init__(student, teacher)
         s, t = student.config, teacher.config
         self.mapping = losses.layer_map(s.num_hidden_layers, t.num_hidden_layers)
-        if intermediate:
-            losses.check_head_counts(t.num_attention_heads, s.num_attention_heads)
+        losses.check_head_counts(t.num_attention_heads, s.num_attention_heads)
         # W_h: only when the widths differ (TinyBERT's fit_dense)
         self.projection = nn.Linear(s.hidden_size, t.hidden_size) if s.hidden_size != t.hidden_size else None
-        self.intermediate, self.prediction, self.temperature = intermediate, prediction, temperature
-        if intermediate:
-            use_attention(student, SCORES)
-            use_attention(teacher, SCORES)
+        use_attention(student, SCORES)
+        use_attention(teacher, SCORES)
 
     def _project(self, h):
         return h if self.projection is None else self.projection(h)
@@ -106,30 +106,22 @@ class TinyBertDistiller(WithFrozenTeacher):
         inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
         if token_type_ids is not None:
             inputs["token_type_ids"] = token_type_ids
-        extra = {"output_hidden_states": True, "output_attentions": True} if self.intermediate else {}
+        extra = {"output_hidden_states": True, "output_attentions": True}
         s = self.student(**inputs, **extra)
         with torch.no_grad():
             t = self.teacher(**inputs, **extra)
-        terms = {}
-        if self.intermediate:
-            real = attention_mask.bool()
-            pairs = (real[:, :, None] & real[:, None, :])[:, None]  # [B, 1, T, T]
-            terms["embedding"] = losses.squared_error_sum(self._project(s.hidden_states[0])[real],
-                                                            t.hidden_states[0][real])
-            terms["hidden"] = sum(losses.squared_error_sum(self._project(s.hidden_states[m])[real],
-                                                             t.hidden_states[g][real])
-                                  for m, g in enumerate(self.mapping, start=1))
-            heads = s.attentions[0].size(1)
-            terms["attention"] = sum(
+        real = attention_mask.bool()
+        pairs = (real[:, :, None] & real[:, None, :])[:, None]  # [B, 1, T, T]
+        heads = s.attentions[0].size(1)
+        return {
+            "embedding": losses.squared_error_sum(self._project(s.hidden_states[0])[real], t.hidden_states[0][real]),
+            "hidden": sum(losses.squared_error_sum(self._project(s.hidden_states[m])[real], t.hidden_states[g][real])
+                          for m, g in enumerate(self.mapping, start=1)),
+            "attention": sum(
                 losses.squared_error_sum(s.attentions[m - 1].masked_select(pairs),
-                                           losses.group_heads(t.attentions[g - 1], heads).masked_select(pairs))
-                for m, g in enumerate(self.mapping, start=1))
-        if self.prediction:
-            if s.logits.size(-1) == 1:  # STS-B: the teacher's score
-                terms["prediction"] = losses.squared_error_sum(s.logits, t.logits)
-            else:
-                terms["prediction"] = losses.soft_ce_sum(s.logits, t.logits, self.temperature)
-        return terms
+                                         losses.group_heads(t.attentions[g - 1], heads).masked_select(pairs))
+                for m, g in enumerate(self.mapping, start=1)),
+        }
 
 
 def intermediate_counts(batch: dict, student_heads: int, teacher_width: int) -> dict:
@@ -196,7 +188,7 @@ class TinyBertGeneral(MaskedLM):
         self.setup_once(tokenizer)
         teacher, student, _ = teacher_and_student(self.recipe, tokenizer, AutoModel, self.params.teacher)
         self.units = (student.config.num_attention_heads, teacher.config.hidden_size)
-        return TinyBertDistiller(student, teacher, intermediate=True, prediction=False)
+        return TinyBertDistiller(student, teacher)
 
     def loss_counts(self, batch):
         return intermediate_counts(batch, *self.units)
@@ -220,6 +212,9 @@ class TinyBertGeneral(MaskedLM):
 @dataclass
 class TaskParams(GlueDistillParams):
     stage: str = "intermediate"  # intermediate | prediction (the driver runs both, in this order)
+    # epochs of the intermediate stage (the driver's first run); None: training.num_train_epochs, which
+    # the prediction stage always uses (TinyBERT: 20 and 3 on augmented data, 10 and 3 on MNLI)
+    intermediate_epochs: float | None = None
     temperature: float = 1.0
     weights: LayerWeights = field(default_factory=LayerWeights)
 
@@ -227,6 +222,7 @@ class TaskParams(GlueDistillParams):
         super().check(where)
         check_choice(where, "stage", self.stage, ("intermediate", "prediction"))
         check_range(where, "temperature", self.temperature, lo=0.0, lo_open=True)
+        check_range(where, "intermediate_epochs", self.intermediate_epochs, lo=0.0, lo_open=True)
         self.weights.check(where)
 
 
@@ -236,40 +232,47 @@ class TinyBertTask(GlueStudent):
 
     def __init__(self, recipe):
         super().__init__(recipe)
-        names = INTERMEDIATE if self.params.stage == "intermediate" else ("prediction",)
+        self.intermediate = self.params.stage == "intermediate"
+        self.cached_teacher_logits = not self.intermediate
+        names = INTERMEDIATE if self.intermediate else ("prediction",)
         self.loss_weights = {n: getattr(self.params.weights, n) for n in names}
-        if self.params.stage == "intermediate":  # the head is untrained here: no dev score to pick by
+        if self.intermediate:  # the head is untrained here: no dev score to pick by
             self.best = None
 
     def build_model(self, tokenizer):
-        teacher = self.load_teacher()
         student = self.build_student(tokenizer)
+        if not self.intermediate:
+            return student
+        teacher = self.load_teacher()
         self.units = (student.config.num_attention_heads, teacher.config.hidden_size)
-        intermediate = self.params.stage == "intermediate"
-        return TinyBertDistiller(student, teacher, intermediate=intermediate, prediction=not intermediate,
-                                 temperature=self.params.temperature)
+        return TinyBertDistiller(student, teacher)
 
     def loss_counts(self, batch):
-        if self.params.stage == "prediction":
+        if not self.intermediate:
             return {"prediction": torch.tensor(batch["labels"].numel())}
         return intermediate_counts(batch, *self.units)
 
     def loss(self, model, batch):
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        out = model(**inputs)
-        return {k: out[k] for k in self.loss_weights}
+        if self.intermediate:
+            out = model(**inputs)
+            return {k: out[k] for k in self.loss_weights}
+        logits, teacher = model(**inputs).logits.float(), batch["teacher_logits"].float()
+        if self.spec.is_regression:  # STS-B: the teacher's score
+            return {"prediction": losses.squared_error_sum(logits.squeeze(-1), teacher[:, 0])}
+        return {"prediction": losses.soft_ce_sum(logits, teacher, self.params.temperature)}
 
     def _logits(self, model, batch):  # evaluation: the student's own predictions
         from accelerate.utils import extract_model_from_parallel
 
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        return extract_model_from_parallel(model).student(**inputs).logits
+        inner = extract_model_from_parallel(model)
+        return (inner.student if self.intermediate else inner)(**inputs).logits
 
     def export(self, model, tokenizer, out_dir, state_dict=None):
-        if self.best is not None:  # the best dev evaluation's student (tasks/finetuning/best.py)
-            self.best.restore(model)
-            state_dict = None
+        if not self.intermediate:  # the student alone, the best dev evaluation's (GlueClassification)
+            return super().export(model, tokenizer, out_dir, state_dict=state_dict)
         return export_student(model, tokenizer, out_dir, self.recipe, state_dict)
 
     def flops_per_token(self, model):
-        return flops(self, model)
+        return flops(self, model) if self.intermediate else super().flops_per_token(model)

@@ -1,5 +1,6 @@
 """TinyBERT-style augmentation: neighbours come from the teacher's embedding table, replacements happen
-at the asked rate, and augmented examples reach the KD loss unlabelled (soft targets only)."""
+at the asked rate, and augmented examples reach the KD loss and both TinyBERT task stages unlabelled
+(soft targets only); the prediction stage trains the student alone on the cached teacher logits."""
 
 import numpy as np
 import pytest
@@ -43,7 +44,12 @@ def test_augment_replaces_at_the_asked_rate():
     assert all(len(v.split()) == 150 for v in out) and "a" in words
 
 
-def test_augmented_examples_carry_teacher_logits_and_no_label(folder, tmp_path):
+STUDENT = {"model": {"family": "bert", "config": {"hidden_size": 16, "num_hidden_layers": 1,
+                                                   "num_attention_heads": 1, "intermediate_size": 32}}}
+
+
+def _augmented_task(folder, tmp_path, recipe_name, *overrides):
+    """(task, tokenizer, train rows, teacher folder) of a distillation recipe with 2 augmented copies."""
     import transformers
 
     from pipelines.config import load_recipe
@@ -54,15 +60,19 @@ def test_augmented_examples_carry_teacher_logits_and_no_label(folder, tmp_path):
     transformers.BertForSequenceClassification.from_pretrained(folder, num_labels=2).save_pretrained(teacher)
     transformers.AutoTokenizer.from_pretrained(folder).save_pretrained(teacher)
     glue = synthetic_glue(tmp_path / "glue")
-    recipe = load_recipe("distill-kd", [f"objective.teacher={teacher}", f"tokenizer.name_or_path={teacher}",
-                                        f"objective.glue_dir={glue}", "objective.augment_copies=2",
-                                        "objective.augment_prob=1.0", f"training.output_dir={tmp_path / 'out'}"],
-                         {"model": {"family": "bert", "config": {"hidden_size": 16, "num_hidden_layers": 1,
-                                                                  "num_attention_heads": 1, "intermediate_size": 32}}})
+    recipe = load_recipe(recipe_name, [f"objective.teacher={teacher}", f"tokenizer.name_or_path={teacher}",
+                                       f"objective.glue_dir={glue}", "objective.augment_copies=2",
+                                       "objective.augment_prob=1.0", f"training.output_dir={tmp_path / 'out'}",
+                                       *overrides], STUDENT)
     task = get_task(recipe.task)(recipe)
     tok = task.load_tokenizer()
     task.setup(tok)
     train, _ = task.prepare(tok)
+    return task, tok, train, teacher
+
+
+def test_augmented_examples_carry_teacher_logits_and_no_label(folder, tmp_path):
+    task, tok, train, _ = _augmented_task(folder, tmp_path, "distill-kd")
     assert len(train) == 3 * 320  # 320 originals + 2 copies each
     originals, extra = train[:320], train[320:]
     assert all(e["label"] in (0, 1) for e in originals) and all(e["label"] == -100 for e in extra)
@@ -73,3 +83,29 @@ def test_augmented_examples_carry_teacher_logits_and_no_label(folder, tmp_path):
     model = task.build_model(tok)
     terms = task.loss(model, batch)
     assert torch.isfinite(terms["hard"]) and terms["soft"] > 0
+
+
+@pytest.mark.parametrize("stage", ["intermediate", "prediction"])
+def test_tinybert_task_stages_see_the_augmented_examples(folder, tmp_path, stage):
+    from transformers import AutoModelForSequenceClassification
+
+    from tasks.distillation.losses import soft_ce_sum
+
+    task, tok, train, teacher = _augmented_task(folder, tmp_path, "distill-tinybert", f"objective.stage={stage}")
+    assert len(train) == 3 * 320 and all(e["label"] == -100 for e in train[320:])
+    batch = task.collate(train[310:330], torch.Generator())
+    model = task.build_model(tok)
+    terms = task.loss(model, batch)
+    if stage == "intermediate":  # the teacher runs live: its layers are the targets
+        assert "teacher_logits" not in batch and set(terms) == {"embedding", "hidden", "attention"}
+        return
+    # the prediction stage: the student alone, against logits the teacher computed once before training
+    assert not hasattr(model, "teacher") and isinstance(model, type(AutoModelForSequenceClassification
+                                                                    .from_pretrained(teacher)))
+    live = AutoModelForSequenceClassification.from_pretrained(teacher).eval()
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
+    with torch.no_grad():
+        torch.testing.assert_close(batch["teacher_logits"], live(**inputs).logits, atol=1e-5, rtol=1e-4)
+        expected = soft_ce_sum(model(**inputs).logits, live(**inputs).logits)
+    torch.testing.assert_close(terms["prediction"].detach(), expected, atol=1e-4, rtol=1e-5)
+    assert int(task.loss_counts(batch)["prediction"]) == 20

@@ -139,8 +139,8 @@ def test_projection_only_when_widths_differ(teachers):
     same = AutoModel.from_config(teacher.config)
     narrow = AutoModel.from_config(type(teacher.config)(**{**teacher.config.to_dict(), "hidden_size": 16,
                                                           "num_attention_heads": 1, "num_hidden_layers": 1}))
-    assert TinyBertDistiller(same, teacher, True, False).projection is None
-    projection = TinyBertDistiller(narrow, teacher, True, False).projection
+    assert TinyBertDistiller(same, teacher).projection is None
+    projection = TinyBertDistiller(narrow, teacher).projection
     assert (projection.in_features, projection.out_features) == (16, 32)
 
 
@@ -172,8 +172,11 @@ def test_tinybert_task_stage_runs_both_stages_and_exports(teachers, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     out = tmp_path / "tb"
-    _distill("tinybert", teachers["sst2"], teachers["student"], "glue/sst2", out, ["training.num_train_epochs=2"],
-             teachers["glue"])
+    _distill("tinybert", teachers["sst2"], teachers["student"], "glue/sst2", out,
+             ["training.num_train_epochs=2", "objective.intermediate_epochs=1"], teachers["glue"])
+    stages = {name: json.loads((folder / "recipe.json").read_text())["training"]["num_train_epochs"]
+              for name, folder in (("intermediate", out / "intermediate"), ("prediction", out))}
+    assert stages == {"intermediate": 1, "prediction": 2}  # objective.intermediate_epochs: the first run only
     first = _losses(out / "intermediate")
     assert first[-1] < first[0]  # the layer-wise loss falls
     assert {"loss/embedding", "loss/hidden", "loss/attention"} <= set(
