@@ -79,6 +79,8 @@ def run_distill(method: str, teacher: str, student: str, task: str, glue_dir: st
                          + list(overrides) + ([f"training.num_train_epochs={epochs}"] if epochs else []), patch))
         patch = {"model": {**patch["model"], "name_or_path": str(first / "final"), "config": {}}}
         fixed.append("objective.stage=prediction")
+        # the second run starts from the first's student: its embeddings were set there
+        overrides = list(overrides) + ["objective.teacher_embeddings=false"]
     recipe = load_recipe(recipe_name, fixed + [f"training.output_dir={root}"] + list(overrides), patch)
     metrics = _run(recipe)
     summary = {"method": method, "task": task, "teacher": teacher, "student": student,

@@ -48,6 +48,13 @@ class GlueStudent(GlueClassification):
     # the loss needs only the teacher's logits: cached before training, carried as batch["teacher_logits"]
     cached_teacher_logits = False
 
+    def __init__(self, recipe):
+        super().__init__(recipe)
+        if self.params.teacher_embeddings and recipe.model.name_or_path:
+            raise LmforgeError(f"recipe '{recipe.name}', objective.teacher_embeddings=true: the student starts from "
+                               f"the checkpoint {recipe.model.name_or_path}, whose word embeddings it keeps; the "
+                               "switch is for a student built from a recipe (STUDENT=<recipe>)")
+
     def setup(self, tokenizer):
         from tasks.distillation.teacher import check_same_tokenizer
 

@@ -173,7 +173,8 @@ def test_tinybert_task_stage_runs_both_stages_and_exports(teachers, tmp_path):
 
     out = tmp_path / "tb"
     _distill("tinybert", teachers["sst2"], teachers["student"], "glue/sst2", out,
-             ["training.num_train_epochs=2", "objective.intermediate_epochs=1"], teachers["glue"])
+             ["training.num_train_epochs=2", "objective.intermediate_epochs=1", "objective.teacher_embeddings=true"],
+             teachers["glue"])
     stages = {name: json.loads((folder / "recipe.json").read_text())["training"]["num_train_epochs"]
               for name, folder in (("intermediate", out / "intermediate"), ("prediction", out))}
     assert stages == {"intermediate": 1, "prediction": 2}  # objective.intermediate_epochs: the first run only
@@ -246,6 +247,13 @@ def test_student_with_another_tokenizer_is_refused(teachers, tmp_path):
     with pytest.raises(LmforgeError, match="the teacher .* different tokenizer"):  # tokenizer overridden
         _distill("kd", teachers["sst2"], teachers["student"], "glue/sst2", tmp_path / "kd2",
                  [f"tokenizer.name_or_path={other}"], teachers["glue"])
+
+
+def test_teacher_embeddings_refused_for_a_checkpoint_student(teachers, tmp_path):
+    """The switch builds a fresh student's word table; a checkpoint student would silently keep its own."""
+    with pytest.raises(LmforgeError, match="teacher_embeddings=true: the student starts from the checkpoint"):
+        _distill("kd", teachers["sst2"], teachers["sst2"], "glue/sst2", tmp_path / "kd",
+                 ["objective.teacher_embeddings=true"], teachers["glue"])
 
 
 @pytest.mark.parametrize("args, message", [
