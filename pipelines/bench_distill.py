@@ -23,12 +23,9 @@ TEACHER_FINETUNE = ["training.num_train_epochs=1", "training.learning_rate=5e-5"
                     "data.max_seq_length=64"]
 # the student's settings per method (docs/BENCHMARKS.md); overrides given on the command line come after
 # them, so they win. Both: word embeddings from the teacher's, 4 augmented copies of each example, 2 epochs.
-STUDENT_SETTINGS = {
-    "kd": ["objective.teacher_embeddings=true", "objective.augment_copies=4", "training.num_train_epochs=2",
-           "data.max_seq_length=64"],
-    "tinybert": ["objective.teacher_embeddings=true", "objective.augment_copies=4", "objective.intermediate_epochs=1",
-                 "training.num_train_epochs=2", "data.max_seq_length=64"],
-}
+_BOTH = ["objective.teacher_embeddings=true", "objective.augment_copies=4", "training.num_train_epochs=2",
+         "data.max_seq_length=64"]
+STUDENT_SETTINGS = {"kd": _BOTH, "tinybert": _BOTH + ["objective.intermediate_epochs=1"]}
 TARGETS = {"retention": 0.95, "parameter_ratio": 5.0, "latency_ratio_batch1": 4.0}
 
 

@@ -265,9 +265,10 @@ class TinyBertTask(GlueStudent):
     def _logits(self, model, batch):  # evaluation: the student's own predictions
         from accelerate.utils import extract_model_from_parallel
 
+        if not self.intermediate:  # the model is the student
+            return super()._logits(model, batch)
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
-        inner = extract_model_from_parallel(model)
-        return (inner.student if self.intermediate else inner)(**inputs).logits
+        return extract_model_from_parallel(model).student(**inputs).logits
 
     def export(self, model, tokenizer, out_dir, state_dict=None):
         if not self.intermediate:  # the student alone, the best dev evaluation's (GlueClassification)

@@ -100,9 +100,8 @@ def test_tinybert_task_stages_see_the_augmented_examples(folder, tmp_path, stage
         assert "teacher_logits" not in batch and set(terms) == {"embedding", "hidden", "attention"}
         return
     # the prediction stage: the student alone, against logits the teacher computed once before training
-    assert not hasattr(model, "teacher") and isinstance(model, type(AutoModelForSequenceClassification
-                                                                    .from_pretrained(teacher)))
     live = AutoModelForSequenceClassification.from_pretrained(teacher).eval()
+    assert not hasattr(model, "teacher") and isinstance(model, type(live))
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     with torch.no_grad():
         torch.testing.assert_close(batch["teacher_logits"], live(**inputs).logits, atol=1e-5, rtol=1e-4)
