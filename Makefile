@@ -46,7 +46,7 @@ finetune: install
 predict: install
 	$(PY) -m pipelines finetune --do_predict --task $(TASK) --model $(MODEL) --glue_dir $(GLUE_DIR) $(ARGS)
 
-# distillation (pipelines/distill.py): METHOD=kd|distilbert|tinybert TEACHER=<folder> STUDENT=<recipe|folder>
+# distillation (pipelines/commands/distill.py): METHOD=kd|distilbert|tinybert TEACHER=<folder> STUDENT=<recipe|folder>
 # TASK=pretrain|glue/<task>, e.g. make distill METHOD=kd TEACHER=<fine-tuned> STUDENT=student-tiny TASK=glue/sst2
 METHOD     ?= kd
 STUDENT    ?= student-tiny
@@ -56,7 +56,7 @@ distill: install
 
 # issue #11 numbers: teacher vs distilled student on SST-2 (accuracy, retention, parameters, latency)
 bench-distill: install
-	$(PY) -m pipelines.bench_distill $(ARGS)
+	$(PY) -m bench distill $(ARGS)
 
 # static dashboard (index.html + PNG plots) of every result under RUNS; OUT defaults to $(RUNS)/report
 RUNS       ?= runs
@@ -78,16 +78,16 @@ corpus: install
 recipes: install
 	$(PY) -m pipelines recipes
 
-# issue #12 side by side (pipelines/bench/): lmforge vs HF Trainer (RoBERTa MLM, GLUE), vs a nanoGPT loop
+# issue #12 side by side (bench/): lmforge vs HF Trainer (RoBERTa MLM, GLUE), vs a nanoGPT loop
 # (GPT-2), BERT NSP, MFU; alternated fresh processes, --reps 3, medians -> runs/bench/suite.{json,md}.
 # ~14 min on 2 cores: run it on a quiet machine. ARGS="--only mlm,clm --steps 60"; ARGS="throughput" / "sst2"
 bench: install
-	$(PY) -m pipelines.bench $(ARGS)
+	$(PY) -m bench $(ARGS)
 
 # issue #7 data-path numbers (prep MB/s vs HF run_mlm, pretrain peak RSS, time to first step);
 # builds 50 MB + 500 MB corpora in a temp folder: run it on a quiet machine
 bench-data: install
-	$(PY) -m pipelines.bench_data $(ARGS)
+	$(PY) -m bench data $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -1,1 +1,1 @@
-"""lmforge's engine and entry points: `python -m pipelines <command>` (see pipelines/cli.py)."""
+"""lmforge's engine and entry points: `python -m pipelines <command>` (see pipelines/commands/cli.py)."""

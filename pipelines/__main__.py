@@ -1,3 +1,3 @@
-from pipelines.cli import main
+from pipelines.commands.cli import main
 
 raise SystemExit(main())

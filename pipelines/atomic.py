@@ -8,6 +8,7 @@ was there before untouched; only a successful write replaces it.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Iterator
@@ -40,9 +41,19 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text, encoding="utf-8")
 
 
-def atomic_write_json(path: str | Path, obj, indent: int = 2) -> None:
-    from pipelines.tracking import json_safe  # NaN / inf as null: bare NaN is not JSON
+def json_safe(value):
+    """`value` with NaN and infinities as None: json.dumps would write bare NaN / Infinity, which
+    is not JSON (strict parsers, jq and JavaScript reject the file)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
+
+def atomic_write_json(path: str | Path, obj, indent: int = 2) -> None:
     atomic_write_text(path, json.dumps(json_safe(obj), indent=indent))
 
 

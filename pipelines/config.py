@@ -19,10 +19,10 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipelines.errors import LmforgeError
-from pipelines.tracking import REPORTERS
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "tasks" / "recipes"
 OPTIMIZERS = ("adamw", "lamb")  # training.optimizer
+REPORTERS = ("none", "wandb", "tensorboard")  # training.report_to
 
 
 @dataclass
@@ -68,7 +68,7 @@ class TrainingSection:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-6
-    optimizer: str = "adamw"  # adamw | lamb (pipelines/optimizers.py)
+    optimizer: str = "adamw"  # adamw | lamb (pipelines/engine/optimizers.py)
     max_grad_norm: float = 1.0
     lr_scheduler_type: str = "linear"  # any transformers.get_scheduler name (linear, cosine, ...)
     warmup_steps: int = 0
@@ -155,7 +155,7 @@ PER_TASK_KEY = "objective.glue_task"  # the value that picks a recipe's per_task
 
 def _check_per_task(path: Path, per_task) -> None:
     """Known GLUE task names, each a mapping of recipe fields with valid names and types."""
-    from tasks.finetuning.glue_data import GLUE_TASKS
+    from pipelines.data.glue import GLUE_TASKS
 
     if not OmegaConf.is_dict(per_task):
         raise LmforgeError(f"recipe {path}, per_task: expected a mapping from GLUE task names to recipe fields")
@@ -217,10 +217,30 @@ def load_recipe(name_or_path: str, overrides: list[str] | None = None, patch: di
         recipe.name = path.stem
     check_recipe_values(recipe)
     if recipe.model.config:  # typos and wrong types in model.config, before any tokenizer is trained
-        from tasks.shared.modeling import check_model_config
-
         check_model_config(recipe)
     return recipe
+
+
+def check_model_config(recipe: Recipe) -> None:
+    """recipe.model.config against the family's Config class: unknown keys are user errors
+    (transformers configs silently accept any kwarg, so a typo would otherwise be ignored), and so
+    is text where the field is a number (`num_hidden_layers: two` would fail deep in the model).
+    load_recipe calls this, so the mistake surfaces before any tokenizer is trained."""
+    from transformers import AutoConfig
+
+    family = recipe.model.family
+    try:
+        defaults = AutoConfig.for_model(family)
+    except ValueError:
+        raise LmforgeError(f"recipe '{recipe.name}', model.family: unknown family '{family}'") from None
+    for key, value in recipe.model.config.items():
+        if not hasattr(defaults, key):
+            raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: not a field of "
+                               f"{type(defaults).__name__}")
+        default = getattr(defaults, key)
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
+            raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: '{value}' is not a number "
+                               f"({type(defaults).__name__}'s default is {default})")
 
 
 def validate_params(params_cls: type, values: dict[str, Any], where: str):

@@ -1,6 +1,6 @@
 """The Task contract: everything that differs between objectives lives behind this interface.
 
-The engine (pipelines/engine.py) knows nothing about model families. A task builds the model,
+The engine (pipelines/engine/loop.py) knows nothing about model families. A task builds the model,
 turns documents into examples, corrupts a batch (the collator), and returns its loss terms
 as SUMS with the number of units each term averages over. The engine divides every term
 by its count over the whole global batch (all micro-batches, all ranks), so
@@ -137,7 +137,7 @@ class Task:
 
     def flops_per_token(self, model) -> float | None:
         """Training FLOPs per token (6N + attention) for MFU; None when unknown."""
-        from pipelines.flops import transformer_flops_per_token
+        from pipelines.engine.flops import transformer_flops_per_token
 
         return transformer_flops_per_token(model, self.max_length)
 
@@ -147,7 +147,7 @@ def write_pretrained(model, tokenizer, out_dir: Path, recipe: Recipe | None = No
     """save_pretrained (safetensors) + tokenizer + model card, published atomically: a folder
     that exists under its final name is complete."""
     from pipelines.atomic import atomic_folder
-    from pipelines.model_card import model_card
+    from pipelines.runs.model_card import model_card
 
     with atomic_folder(out_dir) as tmp:
         model.save_pretrained(tmp, state_dict=state_dict)  # safetensors is the default
@@ -168,15 +168,26 @@ def register(name: str):
     return wrap
 
 
-def get_task(name: str) -> type[Task]:
-    import tasks  # noqa: F401  (imports every task module, filling the registry)
+def _discover() -> None:
+    """Import every module of tasks/objectives, tasks/finetuning and tasks/distillation: each registers
+    its tasks with @register. Modules are discovered, not listed: a new file is picked up, and a
+    module that fails to import fails loudly instead of being skipped."""
+    import importlib
+    import pkgutil
 
+    for package in ("objectives", "finetuning", "distillation"):
+        pkg = importlib.import_module(f"tasks.{package}")
+        for info in pkgutil.iter_modules(pkg.__path__):
+            importlib.import_module(f"tasks.{package}.{info.name}")
+
+
+def get_task(name: str) -> type[Task]:
+    _discover()
     if name not in _REGISTRY:
         raise LmforgeError(f"unknown task '{name}' (known: {', '.join(sorted(_REGISTRY))})")
     return _REGISTRY[name]
 
 
 def task_names() -> list[str]:
-    import tasks  # noqa: F401
-
+    _discover()
     return sorted(_REGISTRY)

@@ -18,8 +18,8 @@ storage on a cluster), so training finds it. meta.json is written last and the f
 only when complete: an interrupted or still-running preparation is never taken for a finished one.
 Rerunning the command resumes: source files already written are skipped (any task count).
 
-    python -m pipelines.data.datatrove_prepare RECIPE [key=value ...] --tasks 8
-    python -m pipelines.data.datatrove_prepare RECIPE data.prepared_dir=/shared/prepared \\
+    python -m pipelines.commands.datatrove_prepare RECIPE [key=value ...] --tasks 8
+    python -m pipelines.commands.datatrove_prepare RECIPE data.prepared_dir=/shared/prepared \\
         --executor slurm --tasks 64 --partition cpu --time 04:00:00 --cpus_per_task 4
 
 See docs/DATA.md. Local files only: a Hub dataset is one stream that one task would have to read.
@@ -27,7 +27,6 @@ See docs/DATA.md. Local files only: a Hub dataset is one stream that one task wo
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -60,12 +59,12 @@ REQUEST = ".request.json"  # in the temp folder: what is being prepared (a resum
 NEEDS_DATATROVE = "datatrove is not installed: pip install 'lmforge[datatrove]' (or datatrove==0.10.1)"
 
 
-def _require_datatrove():
+def require_datatrove():
     if Document is None:
         raise LmforgeError(NEEDS_DATATROVE)
 
 
-def _local_files(data: DataSection) -> list[Path]:
+def local_source_files(data: DataSection) -> list[Path]:
     files = local_files(data)
     if files is None:
         raise LmforgeError(f"data.corpus '{data.corpus}' is a Hub dataset: datatrove preparation takes local "
@@ -106,7 +105,7 @@ class ReadCorpusFiles(PipelineStep):
 
     def run(self, data=None, rank: int = 0, world_size: int = 1):
         section = DataSection(**self.data)
-        n_files = len(_local_files(section))
+        n_files = len(local_source_files(section))
         mine = range(rank, n_files, world_size)
         if not mine:
             return
@@ -147,7 +146,7 @@ class WriteTokenShards(PipelineStep):
         if tokenizer_fingerprint(tokenizer) != self.tokenizer:
             raise LmforgeError(f"tokenizer {self.tokenizer_dir} is not the one this preparation was started with "
                                f"(fingerprint {tokenizer_fingerprint(tokenizer)}, expected {self.tokenizer})")
-        mine = range(rank, len(_local_files(DataSection(**self.data))), world_size)
+        mine = range(rank, len(local_source_files(DataSection(**self.data))), world_size)
         done = set()
         with tokenizer_threads():
             for index, group in groupby(data or (), key=lambda d: d.metadata["file_index"]):
@@ -195,7 +194,7 @@ def finalize(data: DataSection, folder: Path, final: Path, info: dict) -> Path:
     if (final / META).exists():
         return final
     if not (folder / META).exists():
-        files = _local_files(data)
+        files = local_source_files(data)
         if source_fingerprint(data) != info["source"]:
             raise LmforgeError(f"data.corpus '{data.corpus}' changed while it was being prepared (files added, "
                                "removed or modified); run the preparation again")
@@ -233,7 +232,7 @@ def build_executors(data: DataSection, tokenizer_dir: Path, folder: Path, final:
     """(tokenize stage, finalize stage): running the second runs (local) or submits (SLURM) both.
     Resuming is per source file (its record), not per datatrove task, so a rerun may use another
     task count; datatrove's completion markers are therefore not used to skip tasks."""
-    _require_datatrove()
+    require_datatrove()
     fields = dataclasses.asdict(data)
     tokenize = [ReadCorpusFiles(fields, str(folder)),
                 WriteTokenShards(fields, str(tokenizer_dir), str(folder), info["tokenizer"], np.dtype(dtype).name,
@@ -284,8 +283,8 @@ def prepare_with_datatrove(data: DataSection, tokenizer, output: Path | None = N
     """Prepare `data` for `tokenizer` with datatrove into `output` (default: the cache folder `pretrain`
     reads, shards_folder(data, tokenizer)). Local: runs and returns the finished folder. SLURM: submits
     both stages and returns None; the folder appears (with meta.json) when the last job has run."""
-    _require_datatrove()
-    files = _local_files(data)
+    require_datatrove()
+    files = local_source_files(data)
     final = Path(output).expanduser().resolve() if output else shards_folder(data, tokenizer).resolve()
     if (final / META).exists():
         log(f"already prepared: {final}")
@@ -328,63 +327,3 @@ def prepare_with_datatrove(data: DataSection, tokenizer, output: Path | None = N
     log(f"prepared {meta['documents']:,} documents, {meta['tokens']:,} tokens in {len(meta['shards'])} shard(s) "
         f"-> {final}")
     return final
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="lmforge datatrove-prepare", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("recipe", help="recipe name (tasks/recipes/NAME.yaml) or path to a YAML file")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.corpus=/shared/corpus")
-    p.add_argument("--executor", choices=["local", "slurm"], default="local")
-    p.add_argument("--tasks", type=int, default=None,
-                   help="datatrove tasks, each a share of the source files (default: local min(files, cores), "
-                        "slurm one per file)")
-    p.add_argument("--workers", type=int, default=-1, help="tasks run at once (-1: all)")
-    p.add_argument("--output", default=None,
-                   help="shard folder (default: the cache folder pretrain reads, under data.prepared_dir)")
-    p.add_argument("--logging_dir", default=None, help="datatrove logs (default: .<folder>.datatrove beside it)")
-    s = p.add_argument_group("slurm")
-    s.add_argument("--partition", default=None)
-    s.add_argument("--time", default=None, help="time limit per task, e.g. 04:00:00")
-    s.add_argument("--cpus_per_task", type=int, default=4)
-    s.add_argument("--mem_per_cpu_gb", type=int, default=4)
-    s.add_argument("--qos", default=None)
-    s.add_argument("--job_name", default="lmforge-prepare")
-    s.add_argument("--env_command", default=None,
-                   help="run first in every job (default: cd here, activate this venv, lmforge on PYTHONPATH)")
-    return p
-
-
-def _run(args) -> int:
-    from pipelines.config import load_recipe
-    from tasks.base import get_task
-
-    _require_datatrove()
-    recipe = load_recipe(args.recipe, args.overrides)
-    _local_files(recipe.data)  # refuse a Hub dataset before any tokenizer is trained
-    if args.executor == "slurm" and not (recipe.data.prepared_dir or args.output):
-        raise LmforgeError("--executor slurm: set data.prepared_dir=/shared/... (storage every node reads; "
-                           "training reads the shards from there) or --output")
-    if args.tasks is not None and args.tasks < 1:
-        raise LmforgeError(f"--tasks {args.tasks}: at least 1")
-    tokenizer = get_task(recipe.task)(recipe).load_tokenizer()
-    slurm = {"partition": args.partition, "time": args.time, "cpus_per_task": args.cpus_per_task,
-             "mem_per_cpu_gb": args.mem_per_cpu_gb, "qos": args.qos, "job_name": args.job_name,
-             "env_command": args.env_command}
-    prepare_with_datatrove(recipe.data, tokenizer, args.output, tasks=args.tasks, workers=args.workers,
-                           executor=args.executor, logging_dir=args.logging_dir, slurm=slurm)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from pipelines.cli import run_command
-
-    return run_command(_run, build_parser().parse_intermixed_args(argv))
-
-
-if __name__ == "__main__":
-    # run the imported module, not __main__: the pipeline steps are pickled (forkserver workers, SLURM
-    # nodes) by reference to pipelines.data.datatrove_prepare
-    from pipelines.data import datatrove_prepare
-
-    sys.exit(datatrove_prepare.main())

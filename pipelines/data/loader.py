@@ -14,7 +14,6 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from pipelines.data.sampler import GlobalBatchSampler, slice_seed
-from pipelines.preemption import ignore_stop_signals
 
 
 class MicroBatches(Dataset):
@@ -35,12 +34,13 @@ class MicroBatches(Dataset):
 
 def micro_batch_loader(task, examples, sampler: GlobalBatchSampler, seed: int, accumulation: int, rank: int,
                        first_step: int, last_step: int, workers: int = 0, prefetch: int = 4,
-                       pin_memory: bool = False) -> DataLoader:
-    """Micro-batches of steps [first_step, last_step) in order; `workers` processes collate ahead."""
+                       pin_memory: bool = False, worker_init_fn=None) -> DataLoader:
+    """Micro-batches of steps [first_step, last_step) in order; `workers` processes collate ahead,
+    each starting with `worker_init_fn` (the engine's: ignore SIGTERM / SIGINT, which the training
+    process handles; pipelines/engine/preemption.py)."""
     dataset = MicroBatches(task, examples, sampler, seed, accumulation, rank)
     order = range(first_step * accumulation, last_step * accumulation)
-    # workers ignore SIGTERM / SIGINT: the training process handles them (pipelines/preemption.py)
-    extra = ({"prefetch_factor": prefetch, "persistent_workers": False, "worker_init_fn": ignore_stop_signals}
+    extra = ({"prefetch_factor": prefetch, "persistent_workers": False, "worker_init_fn": worker_init_fn}
              if workers > 0 else {})
     return DataLoader(dataset, batch_size=None, sampler=order, num_workers=workers, pin_memory=pin_memory,
                       **extra)

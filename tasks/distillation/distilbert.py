@@ -146,8 +146,8 @@ class DistilBertDistillation(MaskedLM):
 
     def flops_per_token(self, model):
         """Student training plus the teacher's forward pass (a third of a training step), both with
-        dense MLM heads: the soft targets need every position's logits (pipelines/flops.py)."""
-        from pipelines.flops import mlm_flops_per_token
+        dense MLM heads: the soft targets need every position's logits (pipelines/engine/flops.py)."""
+        from pipelines.engine.flops import mlm_flops_per_token
 
         s = mlm_flops_per_token(model.student, self.max_length)
         t = mlm_flops_per_token(model.teacher, self.max_length)

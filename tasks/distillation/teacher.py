@@ -88,7 +88,7 @@ def student_config(teacher_config, recipe, **fixed):
     teacher's vocabulary size and padding id. Without num_hidden_layers: half the teacher's (DistilBERT)."""
     from transformers import AutoConfig
 
-    from tasks.shared.modeling import check_model_config
+    from pipelines.config import check_model_config
 
     check_model_config(recipe)
     family = recipe.model.family

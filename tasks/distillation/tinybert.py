@@ -141,7 +141,7 @@ def export_student(model, tokenizer, out_dir, recipe, state_dict) -> list[Path]:
 
 
 def flops(task, model):
-    from pipelines.flops import transformer_flops_per_token
+    from pipelines.engine.flops import transformer_flops_per_token
 
     s = transformer_flops_per_token(model.student, task.max_length)
     t = transformer_flops_per_token(model.teacher, task.max_length)

@@ -1,12 +1,9 @@
 """What every fine-tuning task needs: the checkpoint's config, the input length it supports, and
-evaluation rows gathered from all ranks, and a fast probe of the Hub for the data loaders."""
+evaluation rows gathered from all ranks."""
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
-from urllib.parse import urlparse
 
 from pipelines.errors import LmforgeError
 
@@ -44,21 +41,3 @@ def gather(objects: list) -> list:
     from accelerate.utils import gather_object
 
     return gather_object(objects)
-
-
-def hub_unreachable() -> str | None:
-    """Why the Hub cannot be reached, or None. Without this, huggingface_hub retries a dead network
-    for ~25 s (5 backoffs) per file before load_dataset gives up."""
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        return None  # offline mode only reads the local cache and fails within a second
-    if any(os.environ.get(k) for k in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None  # a proxy decides what is reachable; a direct probe would be wrong
-    url = urlparse(constants.ENDPOINT)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
-    try:
-        socket.create_connection((host, port), timeout=3).close()
-    except OSError as e:
-        return f"{host}:{port} is unreachable ({e})"
-    return None

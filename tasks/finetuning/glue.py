@@ -54,7 +54,7 @@ class GlueParams:
 def load_glue_splits(p: GlueParams, seed: int):
     """(train rows, [(split id, eval rows), ...]) of p.glue_task, capped by p.max_*_examples
     (train: a seeded random subset; eval: the first rows, so every run scores the same ones)."""
-    from tasks.finetuning.glue_data import get_glue_task, load_glue
+    from pipelines.data.glue import get_glue_task, load_glue
 
     train = load_glue(p.glue_task, "train", p.glue_dir)
     if p.max_train_examples:
@@ -75,7 +75,7 @@ class GlueClassification(Task):
 
     def __init__(self, recipe):
         super().__init__(recipe)
-        from tasks.finetuning.glue_data import get_glue_task
+        from pipelines.data.glue import get_glue_task
 
         self.spec = get_glue_task(self.params.glue_task)
         self.best = None

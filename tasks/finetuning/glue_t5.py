@@ -66,12 +66,12 @@ class GlueTextToText(TextToTextFinetune):
 
     def __init__(self, recipe):
         super().__init__(recipe)
-        from tasks.finetuning.glue_data import get_glue_task
+        from pipelines.data.glue import get_glue_task
 
         self.spec = get_glue_task(self.params.glue_task)
 
     def label_words(self) -> list[str]:
-        from tasks.finetuning.glue_data import t5_target
+        from pipelines.data.glue import t5_target
 
         if self.spec.is_regression:
             return [t5_target(self.spec.name, i / 5) for i in range(26)]  # 0.0, 0.2, ..., 5.0
@@ -84,7 +84,7 @@ class GlueTextToText(TextToTextFinetune):
         self.max_new_tokens = self.params.max_new_tokens or self.max_target_length + _EXTRA_TOKENS
 
     def prepare(self, tokenizer):
-        from tasks.finetuning.glue_data import t5_input, t5_target
+        from pipelines.data.glue import t5_input, t5_target
 
         self.setup_once(tokenizer)
         name = self.spec.name
@@ -100,7 +100,7 @@ class GlueTextToText(TextToTextFinetune):
 
     def parse(self, text: str, reference) -> tuple[int | float, bool]:
         """(prediction for the metric, whether the text was a valid label)."""
-        from tasks.finetuning.glue_data import t5_parse_target
+        from pipelines.data.glue import t5_parse_target
 
         value = t5_parse_target(self.spec.name, text)
         if self.spec.is_regression:

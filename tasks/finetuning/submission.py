@@ -55,7 +55,7 @@ def read_test_tsv(path: Path, n_cols: int, text_cols: tuple[int, ...]) -> tuple[
 
 
 def format_prediction(task: str, value) -> str:
-    from tasks.finetuning.glue_data import get_glue_task
+    from pipelines.data.glue import get_glue_task
 
     spec = get_glue_task(task)
     if spec.is_regression:
@@ -87,7 +87,7 @@ def write_submission(export: str | Path, task: str, glue_dir, out_dir: str | Pat
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from pipelines.atomic import atomic_write_text
-    from tasks.finetuning.glue_data import get_glue_task
+    from pipelines.data.glue import get_glue_task
 
     found = test_files_present(glue_dir, task)
     if not found:

@@ -34,9 +34,10 @@ from pathlib import Path
 import torch
 
 from pipelines.config import check_range
+from pipelines.data.hub import hub_unreachable
 from pipelines.errors import LmforgeError
 from tasks.base import register
-from tasks.finetuning.common import gather, hub_unreachable
+from tasks.finetuning.common import gather
 from tasks.finetuning.text_to_text import TextToTextFinetune
 
 SOURCE_COLUMNS = ("document", "article", "text", "source", "input")

@@ -33,7 +33,7 @@ def load_metric(name: str, config_name: str | None = None):
 def glue_metric(task: str, predictions, references) -> dict[str, float]:
     """The GLUE metrics of `task` (class ids; STS-B: scores). MNLI's matched / mismatched numbers
     come from calling this once per eval split."""
-    from tasks.finetuning.glue_data import get_glue_task
+    from pipelines.data.glue import get_glue_task
 
     spec = get_glue_task(task)  # unknown names raise LmforgeError listing the nine tasks
     _check_lengths(predictions, references, f"GLUE '{task}'")

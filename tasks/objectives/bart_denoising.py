@@ -250,10 +250,10 @@ class BartDenoising(Seq2SeqPretraining):
         """Per encoder input token (tokens_in counts the noised input): the decoder reads the full
         <s> text </s> of max_seq_length; the input loses the deleted tokens and the infilled ones but
         one <mask> per span (~ mask_ratio / poisson_lambda of the text; the last span's trim adds a
-        fraction of a span, not counted). pipelines/flops.py has the count."""
+        fraction of a span, not counted). pipelines/engine/flops.py has the count."""
         import math
 
-        from pipelines.flops import seq2seq_flops_per_token
+        from pipelines.engine.flops import seq2seq_flops_per_token
 
         p, target = self.params, self.max_length
         text = target - 2

@@ -295,8 +295,8 @@ class ElectraRtd(MaskingMixin, Task):
 
     def flops_per_token(self, model):
         """Generator (vocabulary projection at the masked share with sparse prediction) + discriminator
-        (pipelines/flops.py)."""
-        from pipelines.flops import electra_flops_per_token
+        (pipelines/engine/flops.py)."""
+        from pipelines.engine.flops import electra_flops_per_token
 
         p = self.params
         return electra_flops_per_token(model.generator, model.discriminator, self.max_length,

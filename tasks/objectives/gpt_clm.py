@@ -91,7 +91,7 @@ class CausalLM(Task):
         return {"perplexity": math.exp(min(means["clm"], 50.0))}
 
     def flops_per_token(self, model):
-        """Hand count (pipelines/flops.py): full-vocabulary head at every position."""
-        from pipelines.flops import clm_flops_per_token
+        """Hand count (pipelines/engine/flops.py): full-vocabulary head at every position."""
+        from pipelines.engine.flops import clm_flops_per_token
 
         return clm_flops_per_token(model, self.max_length)

@@ -73,10 +73,10 @@ class MaskedLM(MaskingMixin, Task):
         return {"mlm_accuracy": masked_accuracy(self, model, batches, "logits")}
 
     def flops_per_token(self, model):
-        """Hand count (pipelines/flops.py): the vocabulary projection at the masked share of positions
+        """Hand count (pipelines/engine/flops.py): the vocabulary projection at the masked share of positions
         with sparse prediction, at all of them without (mlm_probability slightly overstates the share:
         special tokens are never masked)."""
-        from pipelines.flops import mlm_flops_per_token
+        from pipelines.engine.flops import mlm_flops_per_token
 
         p = self.params
         return mlm_flops_per_token(model, self.max_length, p.mlm_probability if p.sparse_prediction else 1.0)

@@ -271,8 +271,8 @@ class T5SpanCorruption(Seq2SeqPretraining):
 
     def flops_per_token(self, model):
         """Per encoder input token (tokens_in counts the encoder's attention mask): inputs of
-        max_seq_length, decoder targets of targets_length (pipelines/flops.py)."""
-        from pipelines.flops import seq2seq_flops_per_token
+        max_seq_length, decoder targets of targets_length (pipelines/engine/flops.py)."""
+        from pipelines.engine.flops import seq2seq_flops_per_token
 
         return seq2seq_flops_per_token(model, self.max_length, self.targets_length)
 

@@ -3,30 +3,8 @@ or a checkpoint; vocabulary and position-table checks."""
 
 from __future__ import annotations
 
-from pipelines.config import Recipe
+from pipelines.config import Recipe, check_model_config
 from pipelines.errors import LmforgeError
-
-
-def check_model_config(recipe: Recipe) -> None:
-    """recipe.model.config against the family's Config class: unknown keys are user errors
-    (transformers configs silently accept any kwarg, so a typo would otherwise be ignored), and so
-    is text where the field is a number (`num_hidden_layers: two` would fail deep in the model).
-    load_recipe calls this, so the mistake surfaces before any tokenizer is trained."""
-    from transformers import AutoConfig
-
-    family = recipe.model.family
-    try:
-        defaults = AutoConfig.for_model(family)
-    except ValueError:
-        raise LmforgeError(f"recipe '{recipe.name}', model.family: unknown family '{family}'") from None
-    for key, value in recipe.model.config.items():
-        if not hasattr(defaults, key):
-            raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: not a field of "
-                               f"{type(defaults).__name__}")
-        default = getattr(defaults, key)
-        if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
-            raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: '{value}' is not a number "
-                               f"({type(defaults).__name__}'s default is {default})")
 
 
 def build_config(recipe: Recipe, tokenizer, **fixed):

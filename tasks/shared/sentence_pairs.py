@@ -195,8 +195,8 @@ class PairTask(MaskingMixin, Task):
                 f"{self.pair_term}_accuracy": n["pair"] / max(n["pairs"], 1)}
 
     def flops_per_token(self, model):
-        """Hand count (pipelines/flops.py): MLM as in MaskedLM plus the pooler and NSP/SOP head."""
-        from pipelines.flops import mlm_flops_per_token
+        """Hand count (pipelines/engine/flops.py): MLM as in MaskedLM plus the pooler and NSP/SOP head."""
+        from pipelines.engine.flops import mlm_flops_per_token
 
         p = self.params
         return mlm_flops_per_token(model, self.max_length, p.mlm_probability if p.sparse_prediction else 1.0,

@@ -9,11 +9,11 @@ import pytest
 
 pytest.importorskip("datatrove", reason="datatrove not installed (pip install 'lmforge[datatrove]')")
 
+from pipelines.commands.datatrove_prepare import main  # noqa: E402
 from pipelines.config import DataSection  # noqa: E402
 from pipelines.data.datatrove_prepare import (  # noqa: E402
     build_executors,
     finalize,
-    main,
     part_path,
     prepare_with_datatrove,
     temp_folder,

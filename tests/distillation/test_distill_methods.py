@@ -52,7 +52,7 @@ def _losses(folder):
 
 
 def _distill(method, teacher, student, task, out, overrides, glue=None):
-    from pipelines.distill import run_distill
+    from pipelines.commands.distill import run_distill
 
     reset_accelerate()
     return run_distill(method, str(teacher), str(student), task, glue_dir=str(glue) if glue else None,
@@ -71,7 +71,7 @@ def test_logit_kd_learns_the_teacher_and_exports_a_classifier(teachers, tmp_path
     assert model.config.hidden_size == 16 and model.config.num_hidden_layers == 1
     assert summary["student_parameters"] == sum(p.numel() for p in model.parameters())
     assert summary["parameter_ratio"] > 1.5
-    from pipelines.report.collect import collect_runs  # the student joins make report's GLUE leaderboard
+    from pipelines.runs.report.collect import collect_runs  # the student joins make report's GLUE leaderboard
 
     glue = collect_runs(out).glue
     assert [g.tasks["sst2"]["accuracy"] for g in glue] == [summary["accuracy"]]
@@ -82,7 +82,7 @@ def test_kd_with_alpha_1_is_plain_fine_tuning(teachers, tmp_path):
     exactly the weights of a plain GLUE fine-tuning run."""
     from safetensors.torch import load_file
 
-    from pipelines.finetune import run_finetune
+    from pipelines.commands.finetune import run_finetune
 
     same = ["training.max_steps=8", "training.num_train_epochs=1", "training.learning_rate=1e-3",
             "training.warmup_ratio=0.1", "training.lr_scheduler_type=linear", "training.eval_steps=0"]
@@ -103,8 +103,8 @@ def test_kd_with_alpha_1_is_plain_fine_tuning(teachers, tmp_path):
 
 def _trained_model(recipe_name, overrides, patch):
     """engine setup + loop on a distillation recipe; returns the trained module (teacher inside)."""
-    from pipelines import engine
     from pipelines.config import load_recipe
+    from pipelines.engine import loop as engine
     from tasks.base import get_task
 
     reset_accelerate()
@@ -261,7 +261,7 @@ def test_teacher_embeddings_refused_for_a_checkpoint_student(teachers, tmp_path)
     (["--method", "distilbert", "--task", "glue"], "expected pretrain or glue/<task>"),
 ])
 def test_cli_refuses_bad_combinations(teachers, args, message, capsys):
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     code = main(["distill", "--teacher", str(teachers["sst2"]), "--student", "student-tiny", *args])
     assert code == 2

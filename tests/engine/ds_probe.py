@@ -21,7 +21,9 @@ from pathlib import Path
 
 import torch
 
-from pipelines import checkpoint, cli, engine
+from pipelines.commands import cli
+from pipelines.engine import checkpoint
+from pipelines.engine import loop as engine
 
 _export = engine.export
 SENTENCES = (["the value of the object is returned", "a list of names"],

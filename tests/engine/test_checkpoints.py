@@ -13,7 +13,7 @@ import torch
 from conftest import REPO
 from tiny_run import build_tiny_tokenizer, cli_env, error_lines, overrides, train_tiny
 
-from pipelines import checkpoint
+from pipelines.engine import checkpoint
 from pipelines.errors import LmforgeError
 
 
@@ -116,7 +116,7 @@ def test_rng_state_with_code_is_refused(tmp_path, tok, saved):
 # save_checkpoint is wrapped only to set the limit after the first save has succeeded.
 _LIMITED_WRITES = """
 import resource, signal, sys
-from pipelines import checkpoint
+from pipelines.engine import checkpoint
 real = checkpoint.save_checkpoint
 def limited(accelerator, output_dir, step, *rest, **kw):
     if step >= 4:
@@ -124,7 +124,7 @@ def limited(accelerator, output_dir, step, *rest, **kw):
         resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
     return real(accelerator, output_dir, step, *rest, **kw)
 checkpoint.save_checkpoint = limited
-from pipelines.cli import main
+from pipelines.commands.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 

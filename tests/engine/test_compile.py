@@ -1,4 +1,4 @@
-"""training.torch_compile (pipelines/compile.py): compiled steps equal eager ones, the sparse MLM head's
+"""training.torch_compile (pipelines/engine/compile.py): compiled steps equal eager ones, the sparse MLM head's
 changing row count recompiles once and then never, and the export and checkpoints keep plain weight
 names. Inductor compiles for real (a C++ compiler is needed, as for any compiled run on a CPU)."""
 
@@ -10,7 +10,7 @@ from conftest import TINY_BERT, reset_accelerate
 from tiny_run import build_tiny_tokenizer, overrides, strict_json_lines
 
 from pipelines.config import load_recipe
-from pipelines.engine import build_optimizer, make_accelerator, train_step
+from pipelines.engine.loop import build_optimizer, make_accelerator, train_step
 from tasks.base import get_task
 
 
@@ -34,7 +34,7 @@ def _steps(task, tok, batches, compiled: bool) -> tuple[list[dict], list[int]]:
     graphs dynamo had compiled after each step."""
     from torch._dynamo.utils import counters
 
-    from pipelines.compile import compile_model
+    from pipelines.engine.compile import compile_model
 
     reset_accelerate()
     acc = make_accelerator(task.recipe.training)
@@ -77,7 +77,7 @@ def test_compiled_steps_equal_eager_and_masked_counts_recompile_once(tmp_path, t
 
 def _train(out, tok_dir, *extra):
     """An engine run (setup, loop, finish) of the tiny BERT; returns its result and trained weights."""
-    from pipelines.engine import finish, loop, setup
+    from pipelines.engine.loop import finish, loop, setup
 
     reset_accelerate()
     recipe = load_recipe("bert-tiny", overrides(out, tok_dir, *extra))
@@ -122,7 +122,7 @@ def test_compiled_run_exports_plain_weights_and_resumes(tmp_path, tok_dir):
 def test_missing_cpp_compiler_is_one_line(monkeypatch):
     from torch._inductor import config as inductor_config
 
-    from pipelines.compile import compile_model
+    from pipelines.engine.compile import compile_model
     from pipelines.errors import LmforgeError
 
     if torch.cuda.is_available():

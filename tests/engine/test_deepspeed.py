@@ -85,7 +85,7 @@ def start(tmp_path_factory, tok):
 def plain(tmp_path_factory, tok):
     """The same recipe trained by the engine without DeepSpeed (1 process, in this one), once per start."""
     from pipelines.config import load_recipe
-    from pipelines.engine import train
+    from pipelines.engine.loop import train
     from tasks.base import get_task
 
     done = {}

@@ -87,7 +87,7 @@ def launch_two(recipe: str, out: Path, overrides: list[str]) -> None:
 def train_one(recipe: str, out: Path, overrides: list[str]) -> None:
     """One process, in this one (engine.train)."""
     from pipelines.config import load_recipe
-    from pipelines.engine import train
+    from pipelines.engine.loop import train
     from tasks.base import get_task
 
     reset_accelerate()

@@ -8,7 +8,7 @@ from conftest import TINY_BERT, reset_accelerate
 
 from pipelines.config import load_recipe
 from pipelines.data.sampler import GlobalBatchSampler
-from pipelines.engine import make_accelerator, train, train_step
+from pipelines.engine.loop import make_accelerator, train, train_step
 from tasks.base import get_task
 
 

@@ -2,7 +2,7 @@
 
 import os
 
-from pipelines.finetune import default_output_root
+from pipelines.runs.run_folder import default_output_root
 
 
 def test_models_named_final_get_different_default_folders(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""pipelines/flops.py: each family's training FLOPs per token (a) against a hand count written out
+"""pipelines/engine/flops.py: each family's training FLOPs per token (a) against a hand count written out
 here, (b) against torch's FlopCounterMode on a real forward + backward through the task's own loss.
 
 FlopCounterMode counts mm / addmm / bmm (and the CUDA sdpa kernels); on CPU it counts NOTHING for
@@ -28,8 +28,8 @@ from transformers import (
     T5Config,
 )
 
-from pipelines import flops
 from pipelines.config import load_recipe
+from pipelines.engine import flops
 from tasks.base import get_task
 from tasks.objectives.electra_rtd import ElectraPretrainingModel, generator_config
 from tasks.shared.masking import select_tokens

@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO, TINY_BERT
 from test_cli_errors import assert_one_line_error
 
+from pipelines.engine.launch_guard import check_launch
 from pipelines.errors import LmforgeError
-from pipelines.launch_guard import check_launch
 
 
 def test_multi_gpu_launch_without_cuda_is_one_line(tmp_path):

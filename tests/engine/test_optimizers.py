@@ -1,4 +1,4 @@
-"""training.optimizer (pipelines/optimizers.py): LAMB's update against the paper's Algorithm 2 written
+"""training.optimizer (pipelines/engine/optimizers.py): LAMB's update against the paper's Algorithm 2 written
 out here, the parameter groups of LAMB and AdamW, the user errors, and a real engine run with LAMB."""
 
 import io
@@ -10,7 +10,7 @@ from pytorch_optimizer import Lamb
 from tiny_run import build_tiny_tokenizer, train_tiny
 
 from pipelines.config import TrainingSection, load_recipe
-from pipelines.engine import build_optimizer
+from pipelines.engine.loop import build_optimizer
 from pipelines.errors import LmforgeError
 
 STEPS = 5

@@ -2,7 +2,7 @@
 
 from test_cli_errors import assert_one_line_error, run_cli
 
-from pipelines.push import export_files
+from pipelines.runs.push import export_files
 
 EXPORT = ["README.md", "added_tokens.json", "config.json", "generation_config.json", "merges.txt",
           "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors", "model.safetensors.index.json",

@@ -11,7 +11,7 @@ from test_cli_errors import assert_one_line_error, run_cli
 from pipelines.atomic import atomic_write_json
 from pipelines.config import load_recipe, recipe_to_dict
 from pipelines.errors import LmforgeError
-from pipelines.run_folder import claim_output_dir, clear_output_dir, run_identity
+from pipelines.runs.run_folder import claim_output_dir, clear_output_dir, run_identity
 
 
 def _recipe(out, *extra):
@@ -19,7 +19,7 @@ def _recipe(out, *extra):
 
 
 def _train(out, *extra):
-    from pipelines.engine import train
+    from pipelines.engine.loop import train
     from tasks.base import get_task
 
     reset_accelerate()
@@ -72,7 +72,7 @@ def test_a_second_run_into_a_busy_folder_fails_at_once(tmp_path):
     out = tmp_path / "run"
     out.mkdir()
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from pipelines.run_folder import "
+        [sys.executable, "-c", "import sys; from pathlib import Path; from pipelines.runs.run_folder import "
          "lock_output_dir; lock_output_dir(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()",
          str(out)], cwd=REPO, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:

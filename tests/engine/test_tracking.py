@@ -6,7 +6,7 @@ import os
 from conftest import TINY_BERT
 
 from pipelines.config import load_recipe
-from pipelines.engine import train
+from pipelines.engine.loop import train
 from tasks.base import get_task
 
 
@@ -33,7 +33,7 @@ def test_unknown_reporter_is_refused(tmp_path):
 
     with pytest.raises(LmforgeError, match="training.report_to: 'mlflw'"):  # at load, before any training
         load_recipe("bert-tiny", TINY_BERT + [f"training.output_dir={tmp_path}", "training.report_to=mlflw"])
-    from pipelines.tracking import log_with
+    from pipelines.runs.tracking import log_with
 
     with pytest.raises(LmforgeError, match="mlflw"):  # and in the engine, for recipes built by hand
         log_with("mlflw")

@@ -28,7 +28,7 @@ def overrides(out, tok, *extra) -> list[str]:
 def train_tiny(out, tok, *extra, patch=None):
     """train() in this process; `patch(task)` may wrap the task's own methods first."""
     from pipelines.config import load_recipe
-    from pipelines.engine import train
+    from pipelines.engine.loop import train
     from tasks.base import get_task
 
     reset_accelerate()

@@ -24,8 +24,8 @@ def test_every_epoch_evaluated_and_the_best_exported_by_default(tmp_path):
     import torch
     import transformers
 
-    from pipelines.finetune import run_finetune
-    from tasks.finetuning.glue_data import load_glue_local
+    from pipelines.commands.finetune import run_finetune
+    from pipelines.data.glue import load_glue_local
 
     tiny_bert_checkpoint(tmp_path / "base")
     glue = synthetic_glue(tmp_path / "glue")
@@ -52,7 +52,7 @@ def test_every_epoch_evaluated_and_the_best_exported_by_default(tmp_path):
 
 
 def test_early_stopping_ends_training_after_patience_evaluations(tmp_path, capsys):
-    from pipelines.finetune import run_finetune
+    from pipelines.commands.finetune import run_finetune
 
     tiny_bert_checkpoint(tmp_path / "base")
     glue = synthetic_glue(tmp_path / "glue")

@@ -29,8 +29,8 @@ def test_best_keeper_restores_the_best_weights():
 def test_export_best_exports_the_best_evaluation(tmp_path):
     import transformers
 
-    from pipelines.finetune import run_finetune
-    from tasks.finetuning.glue_data import load_glue_local
+    from pipelines.commands.finetune import run_finetune
+    from pipelines.data.glue import load_glue_local
     from tasks.finetuning.submission import predict
 
     tiny_bert_checkpoint(tmp_path / "base")

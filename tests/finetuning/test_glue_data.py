@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.errors import LmforgeError
-from tasks.finetuning.glue_data import (
+from pipelines.data.glue import (
     GLUE_TASKS,
     from_hub_columns,
     get_glue_task,
@@ -25,6 +24,7 @@ from tasks.finetuning.glue_data import (
     t5_parse_target,
     t5_target,
 )
+from pipelines.errors import LmforgeError
 
 REPO = Path(__file__).resolve().parents[2]
 GLUE_DIR = Path(__file__).resolve().parents[3] / "shared" / "data" / "glue"
@@ -296,7 +296,7 @@ def test_hub_column_layout_maps_to_ours():
 
 
 def load_glue_features(task):
-    from tasks.finetuning.glue_data import _features
+    from pipelines.data.glue import _features
 
     return _features(get_glue_task(task))
 
@@ -306,7 +306,7 @@ def load_glue_features(task):
 _HUB_PROBE = textwrap.dedent("""
     import time
     from pipelines.errors import LmforgeError
-    from tasks.finetuning.glue_data import load_glue_hub
+    from pipelines.data.glue import load_glue_hub
     t0 = time.time()
     try:
         load_glue_hub("rte", "validation")

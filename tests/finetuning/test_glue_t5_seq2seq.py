@@ -11,8 +11,8 @@ import random
 import pytest
 from conftest import synthetic_glue
 
+from pipelines.commands.finetune import run_finetune
 from pipelines.errors import LmforgeError
-from pipelines.finetune import run_finetune
 
 _RUN = ["training.logging_steps=5", "training.per_device_train_batch_size=16", "training.warmup_ratio=0.05"]
 

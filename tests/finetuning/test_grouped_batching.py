@@ -132,8 +132,8 @@ def varied_glue(root, seed: int = 0):
 
 
 def test_tiny_finetune_with_group_by_length(tmp_path):
+    from pipelines.commands.finetune import run_finetune
     from pipelines.config import load_recipe
-    from pipelines.finetune import run_finetune
     from tasks.base import get_task
 
     tiny_bert_checkpoint(tmp_path / "base")

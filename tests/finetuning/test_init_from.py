@@ -91,7 +91,7 @@ def test_a_checkpoint_with_another_tokenizer_is_refused(tmp_path):
 
 
 def test_finetune_init_from_starts_rte_and_refuses_other_tasks(tmp_path):
-    from pipelines.finetune import run_finetune
+    from pipelines.commands.finetune import run_finetune
 
     base = tiny_bert_checkpoint(tmp_path / "base")
     mnli = mnli_checkpoint(base, tmp_path / "mnli")

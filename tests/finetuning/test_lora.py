@@ -8,8 +8,8 @@ SST-2 folder: what is tested is the plumbing, not accuracy.
 import pytest
 from conftest import synthetic_glue
 
+from pipelines.commands.finetune import run_finetune
 from pipelines.errors import LmforgeError
-from pipelines.finetune import run_finetune
 
 _RUN = ["objective.peft=lora", "objective.lora.r=4", "objective.lora.dropout=0.0", "training.max_steps=6",
         "training.per_device_train_batch_size=16", "training.logging_steps=3", "training.learning_rate=1e-2",

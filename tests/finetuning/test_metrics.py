@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from pipelines.data.glue import GLUE_TASKS
 from pipelines.errors import LmforgeError
-from tasks.finetuning.glue_data import GLUE_TASKS
 from tasks.metrics import generation_metrics, glue_metric
 
 REPO = Path(__file__).resolve().parents[2]

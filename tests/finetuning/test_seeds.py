@@ -23,7 +23,7 @@ def test_seed_summary_statistics():
 
 def test_glue_runs_each_seed_and_reports_median_mean_std(tmp_path, capsys):
 
-    from pipelines.finetune import run_finetune
+    from pipelines.commands.finetune import run_finetune
 
     tiny_bert_checkpoint(tmp_path / "base")
     glue = synthetic_glue(tmp_path / "glue")

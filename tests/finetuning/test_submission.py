@@ -53,7 +53,7 @@ def tiny_export(tokenizer_dir, out, task, bias=None):
     import torch
     import transformers
 
-    from tasks.finetuning.glue_data import get_glue_task
+    from pipelines.data.glue import get_glue_task
 
     spec = get_glue_task(task)
     tok = transformers.AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -107,7 +107,7 @@ def test_stsb_scores_are_clipped_with_three_decimals(bias, expected, tokenizer_d
 
 
 def test_finetune_writes_submission_and_do_predict_rewrites_it(tokenizer_dir, tmp_path):
-    from pipelines.finetune import run_finetune, run_predict
+    from pipelines.commands.finetune import run_finetune, run_predict
 
     glue = synthetic_glue(tmp_path / "glue")
     (glue / "SST-2" / "test.tsv").write_text("index\tsentence\n" + "".join(f"{i}\tthe value is good\n"
@@ -126,7 +126,7 @@ def test_finetune_writes_submission_and_do_predict_rewrites_it(tokenizer_dir, tm
 
 
 def test_submission_user_mistakes(tokenizer_dir, tmp_path):
-    from pipelines.finetune import run_predict
+    from pipelines.commands.finetune import run_predict
     from tasks.finetuning.submission import write_submission
 
     glue = write_test_files(tmp_path / "glue", n=2)
@@ -145,7 +145,7 @@ def test_submission_user_mistakes(tokenizer_dir, tmp_path):
 
 
 def test_cli_do_predict_writes_without_training(tokenizer_dir, tmp_path, capsys):
-    from pipelines.cli import main
+    from pipelines.commands.cli import main
 
     glue = write_test_files(tmp_path / "glue", n=4)
     export = tiny_export(tokenizer_dir, tmp_path / "run" / "rte" / "final", "rte")

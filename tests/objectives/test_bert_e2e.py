@@ -7,7 +7,7 @@ import torch
 from conftest import TINY_BERT, synthetic_glue
 
 from pipelines.config import load_recipe
-from pipelines.engine import train
+from pipelines.engine.loop import train
 from tasks.base import get_task
 
 
@@ -69,7 +69,7 @@ def test_held_out_mlm_loss_beats_uniform_guessing(pretrained):
 
 
 def test_finetune_glue_from_the_export(pretrained, tmp_path, capsys):
-    from pipelines.finetune import run_finetune
+    from pipelines.commands.finetune import run_finetune
 
     glue = synthetic_glue(tmp_path / "glue")
     summary = run_finetune("glue", str(pretrained.output_dir / "final"), glue_dir=str(glue),

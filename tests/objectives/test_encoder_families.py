@@ -7,7 +7,7 @@ import torch
 from conftest import reset_accelerate, synthetic_glue
 
 from pipelines.config import load_recipe
-from pipelines.engine import train
+from pipelines.engine.loop import train
 from pipelines.errors import LmforgeError
 from tasks.base import get_task
 
@@ -93,7 +93,7 @@ def test_export_loads_with_the_family_auto_classes(pretrained):
 
 
 def test_glue_finetune_from_the_export(pretrained, tmp_path):
-    from pipelines.finetune import run_finetune
+    from pipelines.commands.finetune import run_finetune
 
     family, result = pretrained
     reset_accelerate()

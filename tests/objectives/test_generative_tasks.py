@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from pipelines.config import load_recipe
-from pipelines.engine import train
+from pipelines.engine.loop import train
 from pipelines.errors import LmforgeError
 from tasks.base import get_task
 

@@ -43,7 +43,7 @@ def sample_runs() -> Path:
 
 def _pretrain(out: Path) -> None:
     from pipelines.config import load_recipe
-    from pipelines.engine import train
+    from pipelines.engine.loop import train
     from tasks.base import get_task
 
     reset_accelerate()
@@ -53,7 +53,7 @@ def _pretrain(out: Path) -> None:
 
 
 def _finetune(base: Path, out: Path) -> None:
-    from pipelines.finetune import run_finetune
+    from pipelines.commands.finetune import run_finetune
 
     reset_accelerate()
     checkpoint = tiny_bert_checkpoint(base / "inputs" / "tiny-bert")
@@ -64,7 +64,7 @@ def _finetune(base: Path, out: Path) -> None:
 
 
 def _nine_tasks(root: Path) -> None:
-    """glue_results.json and <task>/eval_results.json as pipelines/finetune.py writes them."""
+    """glue_results.json and <task>/eval_results.json as pipelines/commands/finetune.py writes them."""
     from pipelines.atomic import atomic_write_json
     from tasks.finetuning.seeds import seed_summary
 

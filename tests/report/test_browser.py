@@ -8,7 +8,7 @@ import shutil
 import pytest
 from report_samples import NINE_TASK_AVERAGE, sample_runs
 
-from pipelines.report import build_report
+from pipelines.runs.report import build_report
 
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 

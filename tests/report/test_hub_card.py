@@ -50,7 +50,7 @@ def one_error(proc) -> str:
 def test_dry_run_builds_the_folder_and_a_card_matching_the_results(export, tmp_path):
     from huggingface_hub import ModelCard
 
-    from pipelines.push import export_files
+    from pipelines.runs.push import export_files
 
     glue = sample_runs() / "finetune" / "paper-like" / "glue_results.json"
     proc = push_cli(export, "--repo_id", "someone/bert-tiny", "--glue_results", glue, "--dry_run",
@@ -99,8 +99,8 @@ def test_dry_run_builds_the_folder_and_a_card_matching_the_results(export, tmp_p
 def test_card_inputs_default_to_the_runs_own_files(export, tmp_path, monkeypatch):
     from huggingface_hub import ModelCard
 
-    from pipelines.finetune import default_output_root
-    from pipelines.push import card_inputs, push_folder
+    from pipelines.runs.push import card_inputs, push_folder
+    from pipelines.runs.run_folder import default_output_root
 
     monkeypatch.chdir(tmp_path)  # finetune's default output folder is relative: runs/finetune/<label>
     run, glue = card_inputs(export, None, None)
@@ -131,7 +131,7 @@ def test_bad_card_inputs_are_one_line(export, args, words):
     import contextlib
     import io
 
-    from pipelines.cli import build_parser, run_command
+    from pipelines.commands.cli import build_parser, run_command
 
     err = io.StringIO()
     with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
@@ -208,7 +208,7 @@ def test_offline_mode_fails_before_any_request(export):
 
 def test_a_bad_timeout_setting_is_one_line(export, monkeypatch):
     from pipelines.errors import LmforgeError
-    from pipelines.push import push_folder
+    from pipelines.runs.push import push_folder
 
     monkeypatch.setenv("LMFORGE_HUB_TIMEOUT", "soon")
     with pytest.raises(LmforgeError, match="LMFORGE_HUB_TIMEOUT='soon': expected a number of seconds > 0"):

@@ -6,8 +6,8 @@ from conftest import REPO
 from nbclient import NotebookClient
 from report_samples import NINE_TASK_AVERAGE, sample_runs
 
-from pipelines.report.collect import collect_runs
-from pipelines.report.plots import all_figures
+from pipelines.runs.report.collect import collect_runs
+from pipelines.runs.report.plots import all_figures
 
 NOTEBOOK = REPO / "notebooks" / "dashboard.ipynb"
 

@@ -10,10 +10,10 @@ import pytest
 from conftest import REPO
 from report_samples import NINE_TASK_AVERAGE, NINE_TASKS, RTE_SEEDS, sample_runs
 
-from pipelines.cli import build_parser, run_command
+from pipelines.commands.cli import build_parser, run_command
 from pipelines.errors import LmforgeError
-from pipelines.report import build_report
-from pipelines.report.glue import glue_average, leaderboard, seed_scores, task_score
+from pipelines.runs.report import build_report
+from pipelines.runs.report.glue import glue_average, leaderboard, seed_scores, task_score
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -79,7 +79,7 @@ def test_glue_score_averages_two_metric_tasks_as_the_papers_do():
 
 
 def test_leaderboard_rows_and_seed_scores():
-    from pipelines.report.collect import collect_runs
+    from pipelines.runs.report.collect import collect_runs
 
     collected = collect_runs(sample_runs())
     tasks, rows = leaderboard(collected.glue)
@@ -135,7 +135,7 @@ def test_default_out_is_inside_the_runs_folder_and_is_replaced_not_read(tmp_path
 
 
 def test_a_failed_write_keeps_the_previous_report(tmp_path, monkeypatch):
-    import pipelines.report.plots as plots
+    import pipelines.runs.report.plots as plots
 
     runs = tmp_path / "runs"
     (runs / "m").mkdir(parents=True)

@@ -9,7 +9,7 @@ from importlib import metadata
 import pytest
 from report_samples import sample_runs
 
-from pipelines.results import git_state, run_kind, throughput
+from pipelines.runs.results import git_state, run_kind, throughput
 
 
 def _results(label: str) -> dict:

@@ -1,0 +1,191 @@
+"""Command line: `python -m pipelines <command> ...` (also `lmforge <command>` once installed).
+
+    pretrain  RECIPE [key=value ...]         train a recipe from tasks/recipes (or a YAML path)
+    prepare   RECIPE [key=value ...]         tokenize its corpus once into memory-mapped shards
+    finetune  --task glue|glue/sst2 --model CHECKPOINT [--glue_dir DIR] [key=value ...]
+              [--do_predict]                 no training: GLUE test-set submission files from an export
+    distill   --method kd|distilbert|tinybert --teacher FOLDER --student RECIPE|FOLDER --task pretrain|glue/<t>
+    tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR [--overwrite]
+    corpus    [--output PATH]                write the embedded default corpus
+    push      FOLDER --repo_id USER/NAME [--dry_run]  an export + generated model card to the Hugging Face Hub
+    report    RUNS_DIR [--out FOLDER]        static dashboard (HTML + PNG plots) of the results under RUNS_DIR
+    recipes                                  list recipes and tasks
+
+User mistakes (LmforgeError) print one line and exit 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from pipelines.errors import LmforgeError, Preempted
+
+
+def _call(module: str, name: str):
+    """pipelines.commands.<module>.<name>, imported when the command runs (each pulls in torch or
+    transformers: `--help` stays fast)."""
+
+    def run(args) -> int:
+        import importlib
+
+        return getattr(importlib.import_module(f"pipelines.commands.{module}"), name)(args)
+
+    return run
+
+
+def _finetune(args) -> int:
+    from pipelines.commands.finetune import run_finetune, run_predict
+
+    if args.do_predict:
+        run_predict(args.task, args.model, args.glue_dir, args.output_dir)
+        return 0
+    run_finetune(args.task, args.model, glue_dir=args.glue_dir, data=args.data, recipe_name=args.recipe,
+                 overrides=args.overrides, output_dir=args.output_dir, seeds=args.seeds,
+                 init_from=args.init_from)
+    return 0
+
+
+def _distill(args) -> int:
+    from pipelines.commands.distill import run_distill
+
+    run_distill(args.method, args.teacher, args.student, args.task, glue_dir=args.glue_dir,
+                output_dir=args.output_dir, overrides=args.overrides)
+    return 0
+
+
+def _recipes(args) -> int:
+    from pipelines.config import RECIPE_DIR, load_recipe
+    from tasks.base import task_names
+
+    for path in sorted(RECIPE_DIR.glob("*.yaml")):
+        r = load_recipe(str(path))
+        print(f"{path.stem:18s} task={r.task:18s} {r.description}")
+    print("tasks:", ", ".join(task_names()))
+    return 0
+
+
+def _push(args) -> int:
+    from pathlib import Path
+
+    from pipelines.runs.push import push_folder
+
+    folder = args.folder
+    if not Path(folder).is_dir() and (Path("runs") / folder / "final").is_dir():  # a recipe name: its export
+        folder = str(Path("runs") / folder / "final")
+    where = push_folder(folder, args.repo_id, private=args.private, results=args.results, glue=args.glue_results,
+                        token=args.token, dry_run=args.dry_run, license=args.license)
+    if not args.dry_run:
+        print(where)
+    return 0
+
+
+def _report(args) -> int:
+    from pipelines.runs.report import build_report
+
+    print(f"report: {build_report(args.runs_dir, args.out)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="lmforge", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+    pt = sub.add_parser("pretrain", help="train a recipe")
+    pt.add_argument("recipe", help="recipe name (tasks/recipes/NAME.yaml) or path to a YAML file")
+    pt.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.max_steps=100")
+    pt.set_defaults(func=_call("pretrain", "pretrain"))
+    pr = sub.add_parser("prepare", help="tokenize a recipe's corpus into cached shards (pretrain does it when missing)")
+    pr.add_argument("recipe", help="recipe name (tasks/recipes/NAME.yaml) or path to a YAML file")
+    pr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.corpus=/data/wiki")
+    pr.set_defaults(func=_call("pretrain", "prepare"))
+    ft = sub.add_parser("finetune", help="fine-tune a checkpoint on GLUE or a seq2seq task")
+    ft.add_argument("--task", required=True, help="glue | glue/<task> (e.g. glue/sst2) | summarization")
+    ft.add_argument("--model", required=True, help="checkpoint folder, Hub name, or a pretrain recipe name")
+    ft.add_argument("--glue_dir", default=None, help="folder in the GLUE TSV layout; default: the Hub")
+    ft.add_argument("--data", default=None, help="summarization: local jsonl or Hub dataset name")
+    ft.add_argument("--recipe", default=None, help="fine-tuning recipe (default: per task family)")
+    ft.add_argument("--output_dir", default=None)
+    ft.add_argument("--seeds", type=int, default=1,
+                    help="GLUE: train each task with this many seeds (training.seed, +1, ...); report median/mean/std")
+    ft.add_argument("--init_from", default=None,
+                    help="GLUE: RTE, MRPC and STS-B start from this fine-tuned (MNLI) export (a new head)")
+    ft.add_argument("--do_predict", action="store_true",
+                    help="no training: GLUE submission files from a fine-tuned export (or finetune output folder)")
+    ft.add_argument("overrides", nargs="*", help="dotted overrides, e.g. training.learning_rate=3e-5")
+    ft.set_defaults(func=_finetune)
+    di = sub.add_parser("distill", help="distil a teacher into a student (kd | distilbert | tinybert)")
+    di.add_argument("--method", required=True, choices=("kd", "distilbert", "tinybert"))
+    di.add_argument("--teacher", required=True, help="teacher checkpoint folder (lmforge export or transformers)")
+    di.add_argument("--student", required=True, help="student recipe (e.g. student-tiny) or checkpoint folder")
+    di.add_argument("--task", required=True, help="pretrain | glue/<task>")
+    di.add_argument("--glue_dir", default=None, help="folder in the GLUE TSV layout; default: the Hub")
+    di.add_argument("--output_dir", default=None)
+    di.add_argument("overrides", nargs="*", help="dotted overrides, e.g. objective.alpha=0.1")
+    di.set_defaults(func=_distill)
+    tk = sub.add_parser("tokenizer", help="train a tokenizer for a model family")
+    tk.add_argument("--family", default="bert")
+    tk.add_argument("--corpus", default="default", help="'default', a local file/folder, or a Hub dataset")
+    tk.add_argument("--text_column", default="text")
+    tk.add_argument("--vocab_size", type=int, default=8192)
+    tk.add_argument("--model_max_length", type=int, default=512)
+    tk.add_argument("--sample_mb", type=float, default=256.0, help="train on a seeded sample of this much text")
+    tk.add_argument("--output_dir", required=True)
+    tk.add_argument("--overwrite", action="store_true",
+                    help="write into a folder holding other files (only its tokenizer files are replaced)")
+    tk.set_defaults(func=_call("tokenizer", "tokenizer"))
+    co = sub.add_parser("corpus", help="build the embedded default corpus")
+    co.add_argument("--output", default=None)
+    co.set_defaults(func=_call("tokenizer", "corpus"))
+    sub.add_parser("recipes", help="list recipes and tasks").set_defaults(func=_recipes)
+    pu = sub.add_parser("push", help="upload an exported folder to the Hugging Face Hub")
+    pu.add_argument("folder")
+    pu.add_argument("--repo_id", required=True)
+    pu.add_argument("--private", action="store_true")
+    pu.add_argument("--dry_run", action="store_true",
+                    help="build the upload folder and model card, print where; no network")
+    pu.add_argument("--token", default=None, help="Hub token (default: HF_TOKEN, else the stored login); never printed")
+    pu.add_argument("--results", default=None, help="results.json for the card (default: next to the export)")
+    pu.add_argument("--glue_results", default=None,
+                    help="glue_results.json for the card's model-index (default: finetune's output for this export)")
+    pu.add_argument("--license", default="apache-2.0")
+    pu.set_defaults(func=_push)
+    rp = sub.add_parser("report", help="static dashboard of the results under a runs folder")
+    rp.add_argument("runs_dir", help="folder holding run output folders (results.json, glue_results.json)")
+    rp.add_argument("--out", default=None, help="report folder (default: RUNS_DIR/report); replaced whole")
+    rp.set_defaults(func=_report)
+    return p
+
+
+def run_command(func, args) -> int:
+    """func(args) with lmforge's exit convention: a user mistake is one `lmforge: error:` line and
+    exit 2, Ctrl-C is 130, a training stopped by a signal after saving a checkpoint is 128 + the
+    signal (143 for SIGTERM), anything else is a bug and keeps its traceback."""
+    try:
+        code = func(args)
+    except Preempted as exc:
+        if str(exc):  # the main process's line: where the checkpoint is, how to resume
+            print(f"lmforge: {exc}", file=sys.stderr)
+        code = exc.code
+    except LmforgeError as exc:
+        print(f"lmforge: error: {exc}", file=sys.stderr)
+        code = 2
+    except KeyboardInterrupt:
+        print("lmforge: interrupted", file=sys.stderr)
+        code = 130
+    sys.stdout.flush()
+    sys.stderr.flush()
+    return code
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.commands.memory import limit_malloc_arenas
+
+    limit_malloc_arenas()
+    code = run_command(lambda a: a.func(a), build_parser().parse_args(argv))
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        # gloo process groups sometimes abort at interpreter exit after a finished run
+        # (ENVIRONMENT.md: 3 of 8 runs); a hard exit after the flushes is clean.
+        os._exit(code)
+    return code

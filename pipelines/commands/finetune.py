@@ -1,0 +1,240 @@
+"""`finetune`: run a checkpoint through every requested GLUE task, or a summarization / translation
+task, with the one training engine; write each run's results JSON and print the scores.
+
+    python -m pipelines finetune --task glue --model runs/bert-tiny/final --glue_dir GLUE
+    python -m pipelines finetune --task summarization --model runs/t5-tiny/final --data news.jsonl
+    make finetune TASK=summarization MODEL=runs/bart-tiny/final DATA=news.jsonl
+
+Which recipe suits a checkpoint is the tasks' decision (tasks/finetuning/glue_t5.py: text-to-text
+for T5, a classification head otherwise); the driver only reads the checkpoint's model_type.
+
+Default output: runs/finetune/<model label>/<task> (pipelines/runs/run_folder.py, default_output_root).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pipelines.atomic import atomic_write_json
+from pipelines.config import load_recipe
+from pipelines.errors import LmforgeError
+from pipelines.runs.run_folder import default_output_root
+
+SEQ2SEQ_RECIPE = "summarization"
+
+
+def resolve_model(model: str, flag: str = "--model") -> str:
+    """A checkpoint folder, a pretrain recipe name whose export exists (runs/<name>/final), or a Hub name."""
+    if Path(model).is_dir():
+        if not (Path(model) / "config.json").exists():
+            raise LmforgeError(f"{flag} {model}: folder has no config.json (not a save_pretrained folder)")
+        return model
+    exported = Path("runs") / model / "final"
+    if (exported / "config.json").exists():
+        return str(exported)
+    if Path(model).suffix or model.startswith((".", "/", "~")) or model.count("/") > 1:
+        raise LmforgeError(f"{flag} {model}: no such checkpoint folder")
+    return model  # a Hub name: from_pretrained reports it if it cannot be had
+
+
+def glue_task_list(spec: str, glue_dir: str | None) -> list[str]:
+    from pipelines.data.glue import GLUE_TASKS, get_glue_task, glue_tasks_present
+
+    if spec.startswith("glue/"):
+        return [get_glue_task(spec.split("/", 1)[1]).name]
+    if glue_dir:
+        if not Path(glue_dir).is_dir():
+            raise LmforgeError(f"--glue_dir {glue_dir}: no such folder")
+        found = glue_tasks_present(glue_dir)
+        if not found:
+            raise LmforgeError(f"--glue_dir {glue_dir}: no GLUE task folder with train.tsv and dev.tsv")
+        return found
+    return list(GLUE_TASKS)
+
+
+def run_finetune(task: str, model: str, glue_dir=None, data=None, recipe_name=None, overrides=(), output_dir=None,
+                 seeds: int = 1, init_from: str | None = None):
+    """Fine-tune `model` on `task` (glue, glue/<name>, summarization, seq2seq...); return the metrics.
+    `init_from`: RTE, MRPC and STS-B start from this fine-tuned (MNLI) checkpoint instead."""
+    path = resolve_model(model)
+    if seeds != 1 and not task.startswith("glue"):
+        raise LmforgeError(f"--seeds {seeds}: several seeds are supported for GLUE tasks only")
+    if init_from and not task.startswith("glue"):
+        raise LmforgeError(f"--init_from {init_from}: starting from a fine-tuned checkpoint is for GLUE tasks only")
+    if task == "summarization" or task.startswith("seq2seq"):
+        return run_seq2seq(task, path, data, recipe_name, list(overrides), output_dir)
+    if task != "glue" and not task.startswith("glue/"):
+        raise LmforgeError(f"--task {task}: expected glue, glue/<task> or summarization")
+    return run_glue(task, path, glue_dir, recipe_name, list(overrides), output_dir, seeds, init_from)
+
+
+def init_from_overrides(init_from: str | None, task: str, names: list[str]) -> dict[str, str]:
+    """{task: 'objective.init_from=<abs path>'} for the tasks RoBERTa starts from MNLI (rte, mrpc, stsb)."""
+    from tasks.finetuning.init_from import INIT_FROM_TASKS
+
+    if not init_from:
+        return {}
+    folder = resolve_model(init_from, "--init_from")
+    starts = [n for n in names if n in INIT_FROM_TASKS]
+    if not starts:
+        raise LmforgeError(f"--init_from {init_from}: only {', '.join(INIT_FROM_TASKS)} start from it (RoBERTa's "
+                           f"practice), and --task {task} runs {', '.join(names)}; to start another task from a "
+                           "fine-tuned checkpoint, pass objective.init_from=<folder>")
+    where = os.path.abspath(folder) if Path(folder).is_dir() else folder  # recipe.json works from anywhere
+    return {n: f"objective.init_from={where}" for n in starts}
+
+
+def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=(), output_dir=None,
+             seeds: int = 1, init_from: str | None = None) -> dict:
+    """One run per GLUE task (per seed: training.seed, +1, ... in <task>/seed-<s> when seeds > 1);
+    writes eval_results.json (with the evaluation each export holds) per run and per task, and
+    glue_results.json, prints the table."""
+    from tasks.finetuning.common import checkpoint_config
+    from tasks.finetuning.glue_t5 import glue_recipe_for
+    from tasks.finetuning.seeds import best_seed, seed_list, seed_summary
+
+    if seeds < 1:
+        raise LmforgeError(f"--seeds {seeds}: must be >= 1")
+    names = glue_task_list(task, glue_dir)
+    recipe_name = recipe_name or glue_recipe_for(checkpoint_config(path).model_type)
+    root = Path(output_dir or default_output_root(path))
+    starts = init_from_overrides(init_from, task, names)
+    summary = {}
+    for name in names:
+        fixed = [f"objective.glue_task={name}", f"model.name_or_path={path}",
+                 f"training.output_dir={root / name}", f"name={recipe_name}-{name}"]
+        if glue_dir:
+            fixed.append(f"objective.glue_dir={os.path.abspath(glue_dir)}")
+        fixed += [starts[name]] if name in starts else []
+        recipe = load_recipe(recipe_name, fixed + list(overrides))
+        per_seed, out_dirs, exported = {}, {}, {}
+        for seed in seed_list(recipe.training.seed, seeds):
+            out_dirs[seed] = root / name / f"seed-{seed}" if seeds > 1 else root / name
+            recipe = load_recipe(recipe_name, fixed + list(overrides) +
+                                 [f"training.seed={seed}", f"training.output_dir={out_dirs[seed]}"])
+            metrics, exported[seed] = _train_and_report(recipe)
+            per_seed[seed] = {k: v for k, v in metrics.items() if not k.startswith("loss")}
+            if seeds > 1:
+                atomic_write_json(out_dirs[seed] / "eval_results.json", {"task": name, "model": path, "seed": seed,
+                                                                         **per_seed[seed], "exported": exported[seed]})
+        summary[name] = per_seed[seed] if seeds == 1 else seed_summary(per_seed)
+        which = exported[seed] if seeds == 1 else {str(s): e for s, e in exported.items()}
+        atomic_write_json(root / name / "eval_results.json", {"task": name, "model": path, **summary[name],
+                                                              "exported": which})
+        if glue_dir and recipe.task == "glue" and _main_process():  # test files present: the submission too
+            from pipelines.data.glue import get_glue_task
+            from tasks.finetuning.submission import write_submission
+
+            chosen = best_seed(per_seed, get_glue_task(name).metrics[0])
+            write_submission(out_dirs[chosen] / "final", name, glue_dir, root / "submission",
+                             recipe.data.max_seq_length)
+    atomic_write_json(root / "glue_results.json", summary)
+    print(glue_table(summary))
+    if (root / "submission").is_dir():
+        print(f"GLUE submission files: {root / 'submission'}" + (" (best dev seed per task)" if seeds > 1 else ""))
+    print(f"results: {root}")
+    return summary
+
+
+def run_predict(task: str, model: str, glue_dir: str | None, output_dir: str | None = None) -> list[Path]:
+    """--do_predict: GLUE submission files from an already fine-tuned export (a <task>/final folder,
+    with --task glue/<task>) or from a finetune output folder holding <task>/final exports."""
+    import json
+
+    from pipelines.data.glue import get_glue_task
+    from tasks.finetuning.submission import write_submission
+
+    if not glue_dir or not Path(glue_dir).is_dir():
+        raise LmforgeError(f"--do_predict needs --glue_dir with the GLUE test files (got {glue_dir})")
+    folder = Path(model)
+    if not folder.is_dir():
+        raise LmforgeError(f"--model {model}: no such folder (a fine-tuned export or a finetune output folder)")
+    if (folder / "config.json").exists():
+        if not task.startswith("glue/"):
+            raise LmforgeError(f"--model {model} is one export: name its task with --task glue/<task>")
+        exports, out = {get_glue_task(task.split("/", 1)[1]).name: folder}, folder.parent / "submission"
+    else:
+        exports = {n: folder / n / "final" for n in glue_task_list(task, None)
+                   if (folder / n / "final" / "config.json").exists()}
+        out = folder / "submission"
+        if not exports:
+            raise LmforgeError(f"--model {model}: no <task>/final export in it")
+    written = []
+    for name, export in exports.items():
+        recipe_json = export.parent / "recipe.json"  # the length the model was fine-tuned with
+        max_length = json.loads(recipe_json.read_text())["data"]["max_seq_length"] if recipe_json.exists() else 128
+        written += write_submission(export, name, glue_dir, Path(output_dir or out), max_length)
+    if not written:
+        raise LmforgeError(f"--glue_dir {glue_dir}: no GLUE test file for {', '.join(exports)}")
+    print(f"GLUE submission files ({len(written)}): {written[0].parent}")
+    return written
+
+
+def _main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
+
+
+def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None = None, overrides=(),
+                output_dir: str | None = None) -> dict:
+    """Train `path` on `data` (local file or Hub dataset name); writes eval_results.json, prints ROUGE / BLEU."""
+    recipe_name = recipe_name or SEQ2SEQ_RECIPE
+    root = Path(output_dir or default_output_root(path) / task.replace("/", "-"))
+    fixed = [f"model.name_or_path={path}", f"training.output_dir={root}", f"name={recipe_name}"]
+    if data:
+        # absolute, so the recipe.json of the run still points at the file from any directory
+        fixed.append(f"objective.dataset={os.path.abspath(data) if Path(data).exists() else data}")
+    recipe = load_recipe(recipe_name, fixed + list(overrides))
+    if not recipe.objective.get("dataset"):
+        raise LmforgeError(f"--task {task}: no data; pass --data <file.jsonl|.csv|.json or Hub dataset name> "
+                           "(make finetune ... DATA=<file>)")
+    metrics = _train(recipe)
+    atomic_write_json(root / "eval_results.json", {"task": task, "model": path, "data": recipe.objective["dataset"],
+                                                   **metrics})
+    print(scores_line(task, metrics))
+    print(f"results: {root}")
+    return metrics
+
+
+def _train(recipe) -> dict:
+    """The exported evaluation's metrics of one engine run, without the 'eval/' prefix."""
+    return _train_and_report(recipe)[0]
+
+
+def _train_and_report(recipe) -> tuple[dict, dict | None]:
+    """(metrics of the evaluation the export holds, which evaluation that is: None for the last step).
+    With objective.export_best (GLUE's default) the export is the best dev evaluation's weights."""
+    from pipelines.engine.loop import train
+    from tasks.base import get_task
+
+    task = get_task(recipe.task)(recipe)
+    result = train(task, recipe)
+    best = getattr(task, "best", None)
+    exported = best.summary(result.steps) if best is not None else None
+    if exported is not None:
+        from tasks.finetuning.best import summary_line
+
+        print(summary_line(exported))
+        return dict(best.metrics), exported
+    return {k.removeprefix("eval/"): v for k, v in result.eval_metrics.items()}, None
+
+
+def glue_table(summary: dict[str, dict]) -> str:
+    from tasks.finetuning.seeds import seed_table_line
+
+    lines = [f"{'task':8s} {'metrics'}", "-" * 60]
+    for task, metrics in summary.items():
+        if "seeds" in metrics:
+            lines.append(seed_table_line(task, metrics))
+            continue
+        lines.append(f"{task:8s} " + "  ".join(f"{k}={100 * v:.2f}" for k, v in metrics.items()))
+    return "\n".join(lines)
+
+
+def scores_line(task: str, metrics: dict) -> str:
+    """ROUGE as percentages (its 0..1 F-measure x 100), BLEU on its own 0..100 scale."""
+    parts = [f"{k}={100 * metrics[k]:.2f}" for k in ("rouge1", "rouge2", "rougeL", "rougeLsum") if k in metrics]
+    parts += [f"{k}={metrics[k]:.2f}" for k in ("bleu", "gen_len", "loss") if k in metrics]
+    return f"{task}: " + "  ".join(parts)

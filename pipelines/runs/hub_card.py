@@ -1,0 +1,142 @@
+"""The model card (README.md) a Hub push publishes: YAML metadata the Hub reads (license,
+library_name, tags for the objective, datasets, and a `model-index` with the GLUE results in the
+Hub's format) and a body with the recipe, tokens seen, hardware and the W&B run.
+
+The figures come from the results files, unrounded: results.json of the run that made the export and
+glue_results.json of its GLUE fine-tuning, so the card says what those files say.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pipelines.errors import LmforgeError
+
+# tags saying what an objective trains (Hub tags are free text; these are the usual names)
+OBJECTIVE_TAGS = {
+    "bert-mlm-nsp": ["fill-mask", "masked-language-modeling", "next-sentence-prediction"],
+    "mlm": ["fill-mask", "masked-language-modeling"],
+    "albert-mlm-sop": ["fill-mask", "masked-language-modeling", "sentence-order-prediction"],
+    "electra-rtd": ["replaced-token-detection"],
+    "clm": ["causal-language-modeling"],
+    "t5-span-corruption": ["span-corruption"],
+    "bart-denoising": ["denoising"],
+    "glue": ["text-classification", "glue"],
+    "glue-t5": ["text2text-generation", "glue"],
+    "seq2seq": ["text2text-generation"],
+}
+HUB_METRICS = {"accuracy": ("accuracy", "Accuracy"), "f1": ("f1", "F1"),
+               "matthews_correlation": ("matthews_correlation", "Matthews correlation"),
+               "pearson": ("pearsonr", "Pearson correlation"), "spearmanr": ("spearmanr", "Spearman correlation")}
+
+
+def export_config(folder: Path) -> dict:
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LmforgeError(f"push: {path} is not a readable model config ({exc})") from None
+    if not isinstance(config, dict):
+        raise LmforgeError(f"push: {path} is not a model config (a JSON object expected)")
+    return config
+
+
+def glue_eval_results(glue: dict) -> list:
+    """huggingface_hub EvalResults for every GLUE task and metric (the median where several seeds)."""
+    from huggingface_hub import EvalResult
+
+    from pipelines.runs.report.glue import GLUE_TASKS, reported_metrics, task_metrics
+    from pipelines.data.glue import HUB_DATASET
+
+    results = []
+    for task, entry in glue.items():
+        spec = GLUE_TASKS[task]
+        for key, value in task_metrics(task, reported_metrics(entry), f"GLUE results: {task}").items():
+            split, _, metric = key.rpartition("/")  # MNLI: 'mismatched/accuracy'
+            split_name = f"validation_{split}" if split else spec.eval_splits[0]
+            metric_type, metric_name = HUB_METRICS.get(metric, (metric, metric))
+            results.append(EvalResult(
+                task_type="text-classification", task_name="Text Classification", dataset_type=HUB_DATASET,
+                dataset_name=f"GLUE {spec.dir_name}", dataset_config=task, dataset_split=split_name,
+                metric_type=metric_type, metric_name=f"{metric_name} ({split})" if split else metric_name,
+                metric_value=value))
+    return results
+
+
+def _hub_dataset(corpus: str | None) -> str | None:
+    """The pretraining corpus where it is a Hub dataset name (not 'default', not a local path)."""
+    if not corpus or corpus == "default" or Path(corpus).exists() or corpus.startswith(("/", ".", "~")):
+        return None
+    return corpus
+
+
+def card_data(repo_id: str, config: dict, run: dict | None, glue: dict | None, license: str):
+    from huggingface_hub import ModelCardData
+
+    recipe = (run or {}).get("recipe_config") or {}
+    task = (run or {}).get("task") or recipe.get("task")
+    tags = ["lmforge", *([task] if task else []), *OBJECTIVE_TAGS.get(task, []),
+            *([config["model_type"]] if config.get("model_type") else [])]
+    datasets = [d for d in (_hub_dataset((recipe.get("data") or {}).get("corpus")),) if d]
+    eval_results = None
+    if glue:
+        from pipelines.data.glue import HUB_DATASET
+
+        datasets.append(HUB_DATASET)
+        eval_results = glue_eval_results(glue)
+    return ModelCardData(license=license, library_name="transformers", tags=list(dict.fromkeys(tags)),
+                         datasets=datasets or None, eval_results=eval_results,
+                         model_name=repo_id.split("/")[-1] if eval_results else None)  # the model-index's name
+
+
+def _training_lines(run: dict) -> list[str]:
+    hw, pk = run.get("hardware") or {}, run.get("packages") or {}
+    lines = [f"- recipe: `{run['recipe']}` (task `{run.get('task', '?')}`)", f"- tokens seen: {run['tokens']:,}",
+             f"- steps: {run['steps']}, global batch {run.get('global_batch')}, {run.get('world_size')} process(es)"]
+    if isinstance(run.get("wall_time_s"), (int, float)):
+        lines.append(f"- wall time: {run['wall_time_s']:.0f} s" + (
+            f", {run['tokens_per_sec']:,.0f} tokens/s" if isinstance(run.get("tokens_per_sec"), (int, float)) else ""))
+    if hw:
+        device = hw.get("gpu_name") or hw.get("device_name") or hw.get("device")
+        lines.append(f"- hardware: {device} x {hw.get('num_processes', 1)} ({hw.get('cpu_count')} CPUs), "
+                     f"precision {hw.get('mixed_precision')}")
+    if pk:
+        lines.append("- packages: " + ", ".join(f"{k} {v}" for k, v in pk.items() if v))
+    if run.get("git_commit"):
+        lines.append(f"- lmforge commit: `{run['git_commit']}`" + (" (modified tree)" if run.get("git_dirty") else ""))
+    wb = run.get("wandb")
+    if wb:
+        where = f"[{wb.get('name') or wb.get('id')}]({wb['url']})" if wb.get("url") else (
+            f"offline run `{wb.get('id')}` (project `{wb.get('project')}`; upload it with `wandb sync`)")
+        lines.append(f"- Weights & Biases: {where}")
+    return lines
+
+
+def _glue_table(glue: dict) -> list[str]:
+    from pipelines.runs.report.glue import column_title, glue_average, reported_metrics, task_score
+
+    scores = {t: task_score(t, reported_metrics(e)) for t, e in glue.items()}
+    lines = ["| task | score | metrics |", "|---|---|---|"]
+    for task, entry in glue.items():
+        metrics = ", ".join(f"{k} {100 * v:.2f}" for k, v in reported_metrics(entry).items()
+                            if isinstance(v, (int, float)))
+        seeds = f" (median of {len(entry['seeds'])} seeds)" if "seeds" in entry else ""
+        lines.append(f"| {column_title(task)} | {scores[task]:.2f} | {metrics}{seeds} |")
+    lines.append(f"| **GLUE average** ({len(scores)} tasks) | **{glue_average(scores):.2f}** | |")
+    return lines
+
+
+def model_card_text(repo_id: str, folder: Path, run: dict | None, glue: dict | None,
+                    license: str = "apache-2.0") -> str:
+    config = export_config(folder)
+    data = card_data(repo_id, config, run, glue, license)
+    arch = ", ".join(config.get("architectures") or []) or config.get("model_type", "model")
+    body = [f"# {repo_id.split('/')[-1]}", "", f"`{arch}` trained with lmforge.", ""]
+    if run:
+        body += ["## Training", "", *_training_lines(run), ""]
+    if glue:
+        body += ["## GLUE (dev)", "", *_glue_table(glue), ""]
+    if run and run.get("recipe_config"):
+        body += ["## Recipe", "", "```json", json.dumps(run["recipe_config"], indent=2), "```", ""]
+    return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)
