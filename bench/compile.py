@@ -5,7 +5,7 @@
 Per recipe and --reps repetition, two fresh processes (eager, then compiled; same environment as the
 bench suite: OMP_NUM_THREADS=--threads, an empty inductor cache, so compilation is paid in full as on a
 first run) each build the recipe's model and run warm-up + --steps real engine train steps
-(pipelines.engine.loop.train_step; the recipe's precision, bf16 for the tiny ones) on the engine's own
+(pipelines.engine.step.train_step; the recipe's precision, bf16 for the tiny ones) on the engine's own
 micro-batches (the recipe's sampler and collate seeds, collated before the clock starts: collation is
 the same work with or without compile), then evaluate twice (the first evaluation compiles the eval
 graph). Reported:
@@ -49,7 +49,9 @@ def measure(spec: dict) -> dict:
     from pipelines.config import load_recipe
     from pipelines.data.loader import MicroBatches
     from pipelines.data.sampler import GlobalBatchSampler, collate_seed
-    from pipelines.engine.loop import build_optimizer, evaluate, make_accelerator, train_step
+    from pipelines.engine.accelerator import make_accelerator
+    from pipelines.engine.optimizers import build_optimizer
+    from pipelines.engine.step import evaluate, train_step
     from tasks.base import get_task
 
     recipe = load_recipe(spec["recipe"], [f"training.output_dir={spec['out_dir']}",

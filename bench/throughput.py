@@ -13,7 +13,9 @@ def step_throughput(recipe_name: str, precision: str, steps: int, overrides: lis
     import torch
 
     from pipelines.config import load_recipe
-    from pipelines.engine.loop import build_optimizer, make_accelerator, train_step
+    from pipelines.engine.accelerator import make_accelerator
+    from pipelines.engine.optimizers import build_optimizer
+    from pipelines.engine.step import train_step
     from tasks.base import get_task
 
     recipe = load_recipe(recipe_name, [f"training.mixed_precision={precision}",

@@ -5,7 +5,7 @@ pretrain RECIPE ...`: the real CLI and engine, with engine.export wrapped. Befor
 parameters are released to their partitioned state (each module parameter an empty placeholder, its
 values in DeepSpeed's shards), as a model too big to keep gathered has them at the end of training:
 on a tiny model DeepSpeed may keep them gathered, and an export that saved the module's own tensors
-would then pass unnoticed. There, engine._weights_finite (the check before every save and the export)
+would then pass unnoticed. There, stops.weights_finite (the check before every save and the export)
 must see the shards: one NaN put into the first parameter's shard is caught, then put back. After the
 export:
   * the model as DeepSpeed holds it (the engine-wrapped model; ZeRO-3 shards gathered by DeepSpeed's
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from pipelines.commands import cli
-from pipelines.engine import checkpoint
+from pipelines.engine import checkpoint, stops
 from pipelines.engine import loop as engine
 
 _export = engine.export
@@ -36,11 +36,11 @@ def export_and_probe(accelerator, task, model, tokenizer, out_dir: Path):
     if plugin is not None and plugin.zero_stage == 3:
         model.empty_partition_cache()  # every parameter back to its partitioned placeholder
     partitioned = sum(hasattr(p, "ds_tensor") and p.numel() == 0 for p in params)
-    finite = engine._weights_finite(accelerator, model)
+    finite = stops.weights_finite(accelerator, model)
     shard = params[0].ds_tensor if partitioned else params[0].data  # one NaN must be seen, shard or not
     kept = shard.view(-1)[0].clone()
     shard.view(-1)[0] = float("nan")
-    nan_seen = not engine._weights_finite(accelerator, model)
+    nan_seen = not stops.weights_finite(accelerator, model)
     shard.view(-1)[0] = kept
     dirs = _export(accelerator, task, model, tokenizer, out_dir)
 

@@ -10,7 +10,9 @@ from conftest import TINY_BERT, reset_accelerate
 from tiny_run import build_tiny_tokenizer, overrides, strict_json_lines
 
 from pipelines.config import load_recipe
-from pipelines.engine.loop import build_optimizer, make_accelerator, train_step
+from pipelines.engine.accelerator import make_accelerator
+from pipelines.engine.optimizers import build_optimizer
+from pipelines.engine.step import train_step
 from tasks.base import get_task
 
 

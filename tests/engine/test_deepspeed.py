@@ -7,7 +7,7 @@ this process (is_deepspeed_zero3_enabled() is false), as in a user's script.
 What is proven, for each run:
 * it really was DeepSpeed at that stage (recorded inside the run by tests/engine/ds_probe.py); under
   ZeRO-3 every parameter of the module was an empty placeholder when the export began (the probe
-  releases them first, as a big model has them), and engine._weights_finite saw a NaN put into a shard;
+  releases them first, as a big model has them), and stops.weights_finite saw a NaN put into a shard;
 * final/model.safetensors: every tensor non-empty and not all zeros; from_pretrained reports no missing,
   unexpected or mismatched keys (the known ZeRO-3 failure writes 0-size tensors: an export of the
   module's own parameters does exactly that here); the model card counts the real parameters;

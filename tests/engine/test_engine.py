@@ -8,7 +8,9 @@ from conftest import TINY_BERT, reset_accelerate
 
 from pipelines.config import load_recipe
 from pipelines.data.sampler import GlobalBatchSampler
-from pipelines.engine.loop import make_accelerator, train, train_step
+from pipelines.engine.accelerator import make_accelerator
+from pipelines.engine.loop import train
+from pipelines.engine.step import train_step
 from tasks.base import get_task
 
 

@@ -95,7 +95,7 @@ def test_diverging_glue_finetune_reports_no_accuracy(tmp_path, tok):
 @pytest.mark.skipif(torch.cuda.is_available(), reason="fp16 is real on a GPU")
 def test_fp16_on_a_cpu_is_refused_bf16_is_not(tmp_path):
     from pipelines.config import TrainingSection
-    from pipelines.engine.loop import make_accelerator
+    from pipelines.engine.accelerator import make_accelerator
 
     with pytest.raises(LmforgeError, match="fp16 needs a GPU.*bf16"):
         make_accelerator(TrainingSection(output_dir=str(tmp_path), mixed_precision="fp16"))

@@ -10,7 +10,7 @@ from pytorch_optimizer import Lamb
 from tiny_run import build_tiny_tokenizer, train_tiny
 
 from pipelines.config import TrainingSection, load_recipe
-from pipelines.engine.loop import build_optimizer
+from pipelines.engine.optimizers import build_optimizer
 from pipelines.errors import LmforgeError
 
 STEPS = 5

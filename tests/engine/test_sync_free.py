@@ -18,7 +18,9 @@ from tiny_run import build_tiny_tokenizer, nan_loss, strict_json_lines, train_ti
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from pipelines.config import load_recipe
-from pipelines.engine.loop import build_optimizer, make_accelerator, train_step
+from pipelines.engine.accelerator import make_accelerator
+from pipelines.engine.optimizers import build_optimizer
+from pipelines.engine.step import train_step
 from pipelines.errors import LmforgeError
 from tasks.base import get_task
 

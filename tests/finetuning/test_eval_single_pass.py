@@ -9,7 +9,8 @@ from test_grouped_batching import varied_glue
 
 from pipelines.config import Recipe, load_recipe
 from pipelines.data.sampler import GlobalBatchSampler
-from pipelines.engine.loop import evaluate, make_accelerator
+from pipelines.engine.accelerator import make_accelerator
+from pipelines.engine.step import evaluate
 from tasks.base import Task, get_task
 
 
