@@ -18,7 +18,7 @@ from typing import Any
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "tasks" / "recipes"
 OPTIMIZERS = ("adamw", "lamb")  # training.optimizer
@@ -132,7 +132,7 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = (), task: str | None = None,
     try:
         raw = OmegaConf.load(path)
     except Exception as exc:  # yaml errors carry line numbers; keep them on one line
-        raise LmforgeError(f"recipe {path}: not valid YAML: {' '.join(str(exc).split())}") from None
+        raise LmforgeError(f"recipe {path}: not valid YAML: {one_line(exc, None)}") from None
     if not isinstance(raw, dict) and not OmegaConf.is_dict(raw):
         raise LmforgeError(f"recipe {path}: expected a mapping at the top level")
     per_task = raw.pop("per_task", None)

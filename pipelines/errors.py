@@ -26,3 +26,10 @@ def warn(message: str) -> None:
 
     if os.environ.get("RANK", "0") == "0":
         print(f"lmforge: warning: {message}", file=sys.stderr, flush=True)
+
+
+def one_line(exc: BaseException | str, limit: int | None = 200) -> str:
+    """A library's exception text as one line for an `lmforge: error:` message: whitespace and line
+    breaks collapsed, cut at `limit` characters (None: whole)."""
+    text = " ".join(str(exc).split())
+    return text if limit is None else text[:limit]

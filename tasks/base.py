@@ -123,10 +123,11 @@ class Task:
         """Optimizer steps between evaluations during training; 0: only the final one."""
         return self.recipe.training.eval_steps
 
-    def stop_after_eval(self, step: int) -> bool:
-        """Asked after each evaluation during training: True ends training at `step` (early
-        stopping); the engine's finish() then evaluates, exports and reports as usual."""
-        return False
+    def keep_best(self) -> tuple[str, int] | None:
+        """(dev metric, patience) to export the best evaluation on that metric instead of the last step,
+        stopping after `patience` evaluations without gain (0: never); None (default): the last step.
+        The engine keeps the best weights (pipelines/engine/best.py)."""
+        return None
 
     # --- export -----------------------------------------------------------------------
     def export(self, model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> list[Path]:

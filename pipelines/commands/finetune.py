@@ -209,15 +209,12 @@ def _train_and_report(recipe) -> tuple[dict, dict | None]:
     from pipelines.engine.loop import train
     from tasks.base import get_task
 
-    task = get_task(recipe.task)(recipe)
-    result = train(task, recipe)
-    best = getattr(task, "best", None)
-    exported = best.summary(result.steps) if best is not None else None
-    if exported is not None:
-        from tasks.finetuning.best import summary_line
+    result = train(get_task(recipe.task)(recipe), recipe)
+    if result.exported_evaluation is not None:
+        from pipelines.engine.best import summary_line
 
-        print(summary_line(exported))
-        return dict(best.metrics), exported
+        print(summary_line(result.exported_evaluation))
+        return result.exported_metrics, result.exported_evaluation
     return {k.removeprefix("eval/"): v for k, v in result.eval_metrics.items()}, None
 
 

@@ -148,6 +148,14 @@ def prepared_split(recipe: Recipe, tokenizer) -> tuple[ShardSet, np.ndarray, np.
     return store, train, held
 
 
+def splits(recipe: Recipe, tokenizer, view) -> tuple:
+    """(train, eval) example views of the recipe's prepared corpus, the one split every objective's
+    prepare() makes: `view(store, document_ids, split)` builds each split's ExampleView from its
+    documents (split is "train" or "eval"; whole documents are held out, data.validation_fraction)."""
+    store, train_ids, eval_ids = prepared_split(recipe, tokenizer)
+    return view(store, train_ids, "train"), view(store, eval_ids, "eval")
+
+
 def documents_for(recipe: Recipe, tokenizer) -> tuple[list, list]:
     """(train, eval) documents as lists of sentences of ids: for tests and small corpora only."""
     store, train, held = prepared_split(recipe, tokenizer)

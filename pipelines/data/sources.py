@@ -27,7 +27,7 @@ import numpy as np
 
 from pipelines.config import DataSection
 from pipelines.data.default_corpus import DEFAULT_CORPUS_NAME, default_corpus_path, split_sentences
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 Document = list[str]
 TABULAR = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".tsv": "csv"}
@@ -149,7 +149,7 @@ def _hub_rows(data: DataSection):
         return load_dataset(data.corpus, data.corpus_config, split=data.split, streaming=True,
                             revision=data.revision)
     except Exception as exc:  # offline, unknown name, bad config: all user-fixable
-        first = " ".join(str(exc).split())[:300]
+        first = one_line(exc, 300)
         raise LmforgeError(f"data.corpus: cannot load Hub dataset '{data.corpus}' "
                            f"(config {data.corpus_config}, split {data.split}): {first}. "
                            "Offline? pass a local file or folder instead.") from None

@@ -32,7 +32,7 @@ import shutil
 from pathlib import Path
 
 from pipelines.atomic import replace_folder, temp_sibling
-from pipelines.errors import LmforgeError, warn
+from pipelines.errors import LmforgeError, one_line, warn
 
 _STEP_DIR = re.compile(r"^step-(\d+)$")
 _PICKLED_CUSTOM = re.compile(r"^custom_checkpoint_\d+\.pkl$")
@@ -120,7 +120,7 @@ def _raise_if_failed(accelerator, exc: BaseException | None, tmp: Path, final: P
         return
     if accelerator.is_main_process:
         shutil.rmtree(tmp, ignore_errors=True)
-    text = " ".join(str(exc).split())[:200] if exc is not None else "another process failed to write it"
+    text = one_line(exc) if exc is not None else "another process failed to write it"
     full = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
     full = full or any(s in text for s in ("No space left", "unexpected pos", "file write failed"))
     reason = f"no space left while writing {final} ({text})" if full else f"cannot write {final}: {text}"
@@ -189,7 +189,7 @@ def _check_rng_state(path: Path, rank: int) -> None:
         states = load(path / name)
         ok = isinstance(states, dict) and {"random_state", "numpy_random_seed", "torch_manual_seed"} <= set(states)
     except Exception as exc:  # noqa: BLE001  (any failure of the restricted unpickler means: refused)
-        raise LmforgeError(f"checkpoint {path}: {name} cannot be loaded safely ({' '.join(str(exc).split())[:120]}); "
+        raise LmforgeError(f"checkpoint {path}: {name} cannot be loaded safely ({one_line(exc, 120)}); "
                            "it is not an RNG state lmforge wrote, and it is not unpickled") from None
     if not ok:
         raise LmforgeError(f"checkpoint {path}: {name} does not hold RNG states")
@@ -207,7 +207,7 @@ def load_checkpoint(accelerator, path: Path, objects: list = ()) -> dict:
     try:
         accelerator.load_state(str(path))
     except (pickle.UnpicklingError, *_write_error_types()) as exc:
-        raise LmforgeError(f"cannot resume from {path}: {' '.join(str(exc).split())[:200]}") from None
+        raise LmforgeError(f"cannot resume from {path}: {one_line(exc)}") from None
     restored = 0
     for i, obj in enumerate(objects):
         f = path / CUSTOM_STATE.format(i)

@@ -23,6 +23,7 @@ from pipelines.config import Recipe, TrainingSection, recipe_to_dict
 from pipelines.data.sampler import GlobalBatchSampler, collate_seed
 from pipelines.engine import checkpoint
 from pipelines.engine.accelerator import loader_workers, make_accelerator
+from pipelines.engine.best import BestKeeper, check_unsharded
 from pipelines.engine.flops import mfu
 from pipelines.engine.optimizers import build_optimizer
 from pipelines.engine.preemption import StopSignals, ignore_stop_signals
@@ -41,6 +42,9 @@ class TrainResult:
     steps: int
     history: list[dict] = field(default_factory=list)  # the logged training records
     eval_metrics: dict = field(default_factory=dict)  # final evaluation
+    # Task.keep_best(): the metrics of the evaluation the export holds, and which one it was (best.py)
+    exported_metrics: dict | None = None
+    exported_evaluation: dict | None = None
 
 
 def resolve_max_steps(t: TrainingSection, n_examples: int, world: int) -> int:
@@ -70,6 +74,7 @@ class Run:
     out: Path
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.time)  # when setup() began (wall time in results.json)
+    best: BestKeeper | None = None  # Task.keep_best(): the best evaluation's weights, exported instead of the last
 
 
 def setup(task, recipe: Recipe) -> Run:
@@ -85,6 +90,10 @@ def setup(task, recipe: Recipe) -> Run:
     out = Path(t.output_dir)
     accelerator = make_accelerator(t)
     check_launch(accelerator)  # a mis-launch gives N lone processes writing one folder
+    best = None
+    if (keep := task.keep_best()) is not None:
+        check_unsharded(f"recipe '{recipe.name}', section 'objective'")  # before any work
+        best = BestKeeper(*keep)
     if accelerator.is_main_process:  # before load_tokenizer(), which reuses output_dir/tokenizer
         claim_output_dir(recipe)
     hf_set_seed(t.seed)
@@ -130,7 +139,7 @@ def setup(task, recipe: Recipe) -> Run:
     accelerator.init_trackers(t.project, config=recipe_to_dict(recipe),
                               init_kwargs={"wandb": {"name": t.run_name or recipe.name, "dir": str(out)}})
     return Run(task, recipe, accelerator, tokenizer, model, optimizer, scheduler, train_data, sampler, eval_batches,
-               max_steps, start_step, state, out, started=started)
+               max_steps, start_step, state, out, started=started, best=best)
 
 
 def _steps(run: Run):
@@ -297,10 +306,17 @@ def _evaluate_during_training(run: Run, s: LoopState, done: int) -> bool:
     acc.log(metrics, step=done)
     s.log.write({"step": done, **metrics})
     acc.print(f"step {done}: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    if run.task.stop_after_eval(done):
-        run.max_steps = done  # finish() evaluates, exports and reports this step
-        return True
+    if run.best is not None:
+        run.best.update(run.model, task_metrics(metrics))
+        if run.best.after_evaluation(done):
+            run.max_steps = done  # finish() evaluates, exports and reports this step
+            return True
     return False
+
+
+def task_metrics(metrics: dict) -> dict:
+    """evaluate()'s metrics without the losses and the 'eval/' prefix: the task's own (accuracy, F1, ...)."""
+    return {k.removeprefix("eval/"): v for k, v in metrics.items() if not k.startswith("eval/loss")}
 
 
 def _checkpoint_or_stop(run: Run, s: LoopState, done: int, save: bool, signum: int | None, logs: dict) -> None:
@@ -320,7 +336,8 @@ def _checkpoint_or_stop(run: Run, s: LoopState, done: int, save: bool, signum: i
 
 
 def finish(run: Run, log) -> TrainResult:
-    """Final evaluation, export, optional push, results.json."""
+    """Final evaluation, export (of the best evaluation's weights when the task keeps them), optional
+    push, results.json."""
     t, acc = run.recipe.training, run.accelerator
     final_metrics = evaluate(acc, run.model, run.task, run.eval_batches) if run.eval_batches else {}
     if final_metrics:
@@ -332,10 +349,14 @@ def finish(run: Run, log) -> TrainResult:
             acc.end_training()
             raise LmforgeError(f"final evaluation: {', '.join(f'{k} is {v}' for k, v in bad.items())}: the model's "
                                "outputs are not finite; nothing was exported")
+        if run.best is not None:
+            run.best.update(run.model, task_metrics(final_metrics))
     if not weights_finite(acc, run.model):
         acc.end_training()
         raise LmforgeError(f"step {run.max_steps}: the weights are not finite after the last update; nothing was "
                            "exported (lower training.learning_rate)")
+    if run.best is not None:  # the best evaluation's weights replace the last step's
+        run.best.restore(run.model)
     export_dirs = export(acc, run.task, run.model, run.tokenizer, run.out / "final")
     if acc.is_main_process:
         from pipelines.runs.results import write_results
@@ -346,7 +367,9 @@ def finish(run: Run, log) -> TrainResult:
 
             push_folder(export_dirs[0], t.hub_model_id or run.recipe.name, results=results)
     acc.end_training()
-    return TrainResult(run.out, export_dirs, run.max_steps, run.history, final_metrics)
+    exported = run.best.summary(run.max_steps) if run.best is not None else None
+    return TrainResult(run.out, export_dirs, run.max_steps, run.history, final_metrics,
+                       exported_metrics=dict(run.best.metrics) if exported else None, exported_evaluation=exported)
 
 
 def train(task, recipe: Recipe) -> TrainResult:

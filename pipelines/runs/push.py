@@ -16,7 +16,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 # what save_pretrained (model, generation config, tokenizer of any family) and the model card write
 EXPORT_NAMES = frozenset({
@@ -158,7 +158,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, commit_
         info = api.upload_folder(folder_path=str(stage), repo_id=repo_id, commit_message=commit_message,
                                  allow_patterns=[glob.escape(f) for f in files])
     except Exception as exc:
-        detail = _redact(" ".join(str(exc).split()), token, get_token())[:300]  # redacted before it is cut
+        detail = _redact(one_line(exc, None), token, get_token())[:300]  # redacted before it is cut
         if _unreachable(exc):
             raise LmforgeError(f"push to {repo_id}: the Hugging Face Hub cannot be reached ({detail}); nothing was "
                                "uploaded: check the network (and that HF_HUB_OFFLINE is not set), then retry") from None

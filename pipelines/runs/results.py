@@ -131,9 +131,9 @@ def wall_time(run) -> float | None:
 
 
 def exported_evaluation(run) -> dict:
-    """When the export is the best dev evaluation (tasks/finetuning/best.py), not the last step: which
+    """When the export is the best dev evaluation (pipelines/engine/best.py), not the last step: which
     one and its scores, next to the final evaluation's metrics (which describe the last step)."""
-    best = getattr(run.task, "best", None)
+    best = getattr(run, "best", None)
     if best is None or best.metrics is None:
         return {}
     return {"exported_metrics": dict(best.metrics), "exported_evaluation": best.summary(run.max_steps)}

@@ -92,10 +92,10 @@ class DistilBertDistiller(WithFrozenTeacher):
 class DistilBertDistillation(MaskedLM):
     Params = DistilBertParams
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
+    @property
+    def loss_weights(self) -> dict[str, float]:
         p = self.params
-        self.loss_weights = {"soft": p.alpha_ce, "mlm": p.alpha_mlm, "cos": p.alpha_cos}
+        return {"soft": p.alpha_ce, "mlm": p.alpha_mlm, "cos": p.alpha_cos}
 
     load_tokenizer = Task.load_tokenizer  # the teacher's (tokenizer.name_or_path), whatever the student family
 

@@ -39,9 +39,9 @@ class LogitDistillation(GlueStudent):
     Params = KdParams
     cached_teacher_logits = True
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
-        self.loss_weights = {"hard": self.params.alpha, "soft": 1.0 - self.params.alpha}
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {"hard": self.params.alpha, "soft": 1.0 - self.params.alpha}
 
     def build_model(self, tokenizer):
         return self.build_student(tokenizer)

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 _LAYER = re.compile(r"\.layer\.(\d+)\.")  # encoder.layer.<i>. of BERT, RoBERTa, ELECTRA (ALBERT shares one layer)
 
@@ -34,7 +34,7 @@ def load_teacher(path: str, auto_cls, where: str, need_head: tuple[str, ...] = (
         model, info = auto_cls.from_pretrained(path, output_loading_info=True)
     except (OSError, ValueError) as exc:
         raise LmforgeError(f"{where}: cannot load teacher '{path}' as {auto_cls.__name__}: "
-                           f"{' '.join(str(exc).split())[:200]}") from None
+                           f"{one_line(exc)}") from None
     finally:
         hf_logging.set_verbosity(verbosity)
     missing = [k for k in info["missing_keys"] if any(h in k for h in need_head)]
@@ -190,7 +190,7 @@ def teacher_logits(teacher: nn.Module, examples: list[dict], pad_id: int, batch_
     once in length-sorted batches: with the teacher in eval mode they do not change between epochs."""
     from tqdm.auto import tqdm
 
-    from tasks.shared.batching import pad_stack
+    from tasks.shared.batching import attention_mask, pad_stack
 
     order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
     out = np.zeros((len(examples), teacher.config.num_labels), dtype=np.float32)
@@ -200,7 +200,7 @@ def teacher_logits(teacher: nn.Module, examples: list[dict], pad_id: int, batch_
             rows = [examples[i] for i in order[start:start + batch_size]]
             ids = pad_stack([r["input_ids"] for r in rows], pad_id)
             lengths = torch.tensor([len(r["input_ids"]) for r in rows])  # not ids != pad: GPT-2 pads with eos
-            inputs = {"input_ids": ids, "attention_mask": (torch.arange(ids.size(1))[None] < lengths[:, None]).long()}
+            inputs = {"input_ids": ids, "attention_mask": attention_mask(lengths, ids.size(1))}
             if "token_type_ids" in rows[0]:
                 inputs["token_type_ids"] = pad_stack([r["token_type_ids"] for r in rows], 0)
             out[order[start:start + batch_size]] = teacher(**inputs).logits.float().numpy()

@@ -30,6 +30,7 @@ Stages (objective.stage):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import torch
@@ -168,17 +169,17 @@ class TinyBertGeneral(MaskedLM):
     needs_word_ids = False
     load_tokenizer = Task.load_tokenizer  # the teacher's (tokenizer.name_or_path), whatever the student family
 
-    def __init__(self, recipe):
-        super().__init__(recipe)
-        self.loss_weights = {n: getattr(self.params.weights, n) for n in INTERMEDIATE}
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {n: getattr(self.params.weights, n) for n in INTERMEDIATE}
 
     def collate(self, examples, generator):
-        from tasks.shared.batching import pad_stack
+        from tasks.shared.batching import attention_mask, pad_stack
 
         input_ids = pad_stack([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
         lengths = torch.tensor([len(e["input_ids"]) for e in examples])
         return {"input_ids": input_ids,
-                "attention_mask": (torch.arange(input_ids.size(1))[None] < lengths[:, None]).long()}
+                "attention_mask": attention_mask(lengths, input_ids.size(1))}
 
     def build_model(self, tokenizer):
         from transformers import AutoModel
@@ -187,8 +188,20 @@ class TinyBertGeneral(MaskedLM):
 
         self.setup_once(tokenizer)
         teacher, student, _ = teacher_and_student(self.recipe, tokenizer, AutoModel, self.params.teacher)
-        self.units = (student.config.num_attention_heads, teacher.config.hidden_size)
         return TinyBertDistiller(student, teacher)
+
+    @cached_property
+    def units(self) -> tuple[int, int]:
+        """(the student's attention heads, the teacher's width): what the attention and hidden-state
+        MSE terms average over besides tokens; read from the two configs."""
+        from transformers import AutoConfig
+
+        from tasks.distillation.teacher import student_config
+
+        teacher = AutoConfig.from_pretrained(self.params.teacher)
+        path = self.recipe.model.name_or_path
+        student = AutoConfig.from_pretrained(path) if path else student_config(teacher, self.recipe)
+        return student.num_attention_heads, teacher.hidden_size
 
     def loss_counts(self, batch):
         return intermediate_counts(batch, *self.units)
@@ -234,18 +247,30 @@ class TinyBertTask(GlueStudent):
         super().__init__(recipe)
         self.intermediate = self.params.stage == "intermediate"
         self.cached_teacher_logits = not self.intermediate
-        names = INTERMEDIATE if self.intermediate else ("prediction",)
-        self.loss_weights = {n: getattr(self.params.weights, n) for n in names}
-        if self.intermediate:  # the head is untrained here: no dev score to pick by
-            self.best = None
+
+    def keep_best(self):
+        return None if self.intermediate else super().keep_best()  # intermediate: an untrained head, no score
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        names = INTERMEDIATE if self.params.stage == "intermediate" else ("prediction",)
+        return {n: getattr(self.params.weights, n) for n in names}
 
     def build_model(self, tokenizer):
         student = self.build_student(tokenizer)
         if not self.intermediate:
             return student
-        teacher = self.load_teacher()
-        self.units = (student.config.num_attention_heads, teacher.config.hidden_size)
-        return TinyBertDistiller(student, teacher)
+        return TinyBertDistiller(student, self.load_teacher())
+
+    @cached_property
+    def units(self) -> tuple[int, int]:
+        """(the student's attention heads, the teacher's width), read from the two configs (see
+        TinyBertGeneral.units)."""
+        from transformers import AutoConfig
+
+        path = self.recipe.model.name_or_path
+        student = AutoConfig.from_pretrained(path) if path else self.student_config(self.tokenizer)
+        return student.num_attention_heads, self.teacher_config.hidden_size
 
     def loss_counts(self, batch):
         if not self.intermediate:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -17,7 +17,7 @@ def checkpoint_config(path: str):
     try:
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
-        raise LmforgeError(f"--model {path}: cannot read its config: {' '.join(str(exc).split())[:200]}") from None
+        raise LmforgeError(f"--model {path}: cannot read its config: {one_line(exc)}") from None
 
 
 def fit_max_length(recipe, tokenizer, config=None, label: str | None = None) -> int:

@@ -15,11 +15,11 @@ from typing import ClassVar
 import torch
 
 from pipelines.config import check_choice, check_range
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 from tasks.base import Task, register
 from tasks.finetuning.common import fit_max_length, gather
 from tasks.finetuning.lora import LoraParams
-from tasks.shared.batching import pad_stack
+from tasks.shared.batching import attention_mask, pad_stack
 
 
 @dataclass
@@ -78,12 +78,6 @@ class GlueClassification(Task):
         from pipelines.data.glue import get_glue_task
 
         self.spec = get_glue_task(self.params.glue_task)
-        self.best = None
-        if self.params.export_best:
-            from tasks.finetuning.best import BestKeeper
-
-            # the task's main metric (first split)
-            self.best = BestKeeper(self.spec.metrics[0], self.params.early_stopping_patience)
         if not recipe.model.name_or_path and self.needs_checkpoint:
             raise LmforgeError(f"recipe '{recipe.name}': fine-tuning needs model.name_or_path (a checkpoint)")
 
@@ -130,7 +124,7 @@ class GlueClassification(Task):
         input_ids = pad_stack([e["input_ids"] for e in examples], pad)
         lengths = torch.tensor([len(e["input_ids"]) for e in examples])
         batch = {"input_ids": input_ids,
-                 "attention_mask": (torch.arange(input_ids.size(1))[None] < lengths[:, None]).long(),
+                 "attention_mask": attention_mask(lengths, input_ids.size(1)),
                  "labels": torch.tensor([e["label"] for e in examples],
                                         dtype=torch.float if self.spec.is_regression else torch.long),
                  "split": torch.tensor([e["split"] for e in examples])}
@@ -151,10 +145,6 @@ class GlueClassification(Task):
         kwargs["problem_type"] = "regression" if self.spec.is_regression else "single_label_classification"
         path, init = self.recipe.model.name_or_path, self.params.init_from
         where = f"objective.init_from={init}" if init else f"--model {path}"
-        if self.best is not None:
-            from tasks.finetuning.best import check_unsharded
-
-            check_unsharded(f"recipe '{self.recipe.name}', section 'objective'")
         if init:
             from tasks.finetuning.init_from import check_same_tokenizer
 
@@ -174,7 +164,7 @@ class GlueClassification(Task):
                 missing = list(info["missing_keys"]) + sorted(k for k, *_ in info.get("mismatched_keys", ()))
         except (OSError, ValueError) as exc:
             raise LmforgeError(f"{where}: cannot load for sequence classification: "
-                               f"{' '.join(str(exc).split())[:200]}") from None
+                               f"{one_line(exc)}") from None
         check_vocab(model, tokenizer, where)
         if init:
             print(f"init_from {init}: new weights: {', '.join(missing) or 'none (same head shape)'}")
@@ -186,10 +176,6 @@ class GlueClassification(Task):
 
     def export(self, model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> list[Path]:
         from tasks.finetuning.lora import export_lora, is_peft
-
-        if self.best is not None:  # the best evaluation's weights replace the last step's
-            self.best.restore(model)
-            state_dict = None
 
         if is_peft(model):  # the merged model in out_dir, the adapter next to it
             return export_lora(model, tokenizer, Path(out_dir), self.recipe)
@@ -230,17 +216,15 @@ class GlueClassification(Task):
         for i, b in enumerate(batches):
             preds = outputs[i] if outputs is not None else self._predictions(self._logits(model, b))
             rows += list(zip(b["split"].tolist(), preds.tolist(), b["labels"].tolist()))
-        metrics = split_metrics(self.spec, gather(rows))
-        if self.best is not None:
-            self.best.update(model, metrics)
-        return metrics
+        return split_metrics(self.spec, gather(rows))
 
     def eval_every(self, steps_per_epoch: int) -> int:
         """training.eval_steps when set; otherwise every epoch while the best evaluation is kept."""
-        return self.recipe.training.eval_steps or (steps_per_epoch if self.best is not None else 0)
+        return self.recipe.training.eval_steps or (steps_per_epoch if self.keep_best() else 0)
 
-    def stop_after_eval(self, step: int) -> bool:
-        return self.best is not None and self.best.after_evaluation(step)
+    def keep_best(self) -> tuple[str, int] | None:
+        """The task's main metric (first split) when objective.export_best (the default)."""
+        return (self.spec.metrics[0], self.params.early_stopping_patience) if self.params.export_best else None
 
 
 def split_metrics(spec, rows: list[tuple]) -> dict[str, float]:

@@ -9,7 +9,7 @@ model.name_or_path, so the two checkpoints must tokenize alike.
 
 from __future__ import annotations
 
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 # the tasks `finetune --task glue --init_from DIR` starts from DIR (RoBERTa's practice)
 INIT_FROM_TASKS = ("rte", "mrpc", "stsb")
@@ -25,7 +25,7 @@ def init_config(path: str):
         return AutoConfig.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise LmforgeError(f"objective.init_from={path}: cannot read its config: "
-                           f"{' '.join(str(exc).split())[:200]}") from None
+                           f"{one_line(exc)}") from None
 
 
 def check_same_tokenizer(tokenizer, path: str, base: str) -> None:
@@ -38,7 +38,7 @@ def check_same_tokenizer(tokenizer, path: str, base: str) -> None:
         theirs = AutoTokenizer.from_pretrained(path)
     except (OSError, ValueError) as exc:
         raise LmforgeError(f"{where}: cannot load its tokenizer (a fine-tuned export has one): "
-                           f"{' '.join(str(exc).split())[:200]}") from None
+                           f"{one_line(exc)}") from None
     ours_vocab, their_vocab = tokenizer.get_vocab(), theirs.get_vocab()
     if ours_vocab != their_vocab:
         why = f"{len(their_vocab)} tokens vs {len(ours_vocab)}" if len(ours_vocab) != len(their_vocab) else \

@@ -12,7 +12,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 # task -> [(test file under GLUE_DIR, submission name, number of columns, text columns)]
 TEST_FILES: dict[str, list[tuple[str, str, int, tuple[int, ...]]]] = {
@@ -97,7 +97,7 @@ def write_submission(export: str | Path, task: str, glue_dir, out_dir: str | Pat
         tokenizer = AutoTokenizer.from_pretrained(export)
     except (OSError, ValueError) as exc:
         raise LmforgeError(f"{export}: cannot load for sequence classification: "
-                           f"{' '.join(str(exc).split())[:200]}") from None
+                           f"{one_line(exc)}") from None
     if model.config.num_labels != get_glue_task(task).num_labels:
         raise LmforgeError(f"{export}: {model.config.num_labels} labels, GLUE '{task}' has "
                            f"{get_glue_task(task).num_labels}: not a model fine-tuned on {task}")

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 from tasks.base import Task
 from tasks.finetuning.common import checkpoint_config, fit_max_length
-from tasks.shared.batching import pad_stack
+from tasks.shared.batching import attention_mask, pad_stack
 from tasks.shared.encoder_decoder import add_decoder_inputs, seq2seq_loss_sum, seq2seq_special_ids, target_token_count
 
 _TOKEN_KEYS = ("input_ids", "labels")
@@ -80,7 +80,7 @@ class TextToTextFinetune(Task):
         input_ids = pad_stack([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)
         lengths = torch.tensor([len(e["input_ids"]) for e in examples])
         batch = {"input_ids": input_ids,
-                 "attention_mask": (torch.arange(input_ids.size(1))[None] < lengths[:, None]).long(),
+                 "attention_mask": attention_mask(lengths, input_ids.size(1)),
                  "labels": pad_stack([e["labels"] for e in examples], -100)}
         # per-example bookkeeping for eval_metrics (split id, gold label, reference index)
         batch.update({k: torch.tensor([e[k] for e in examples]) for k in examples[0] if k not in _TOKEN_KEYS})
@@ -97,7 +97,7 @@ class TextToTextFinetune(Task):
             model = AutoModelForSeq2SeqLM.from_pretrained(path)
         except (OSError, ValueError) as exc:
             raise LmforgeError(f"model.name_or_path: cannot load '{path}' as AutoModelForSeq2SeqLM: "
-                               f"{' '.join(str(exc).split())[:200]}") from None
+                               f"{one_line(exc)}") from None
         check_vocab(model, tokenizer, f"recipe '{self.recipe.name}'")
         model.generation_config.update(**seq2seq_special_ids(tokenizer, self.decoder_start_id(tokenizer)))
         return model

@@ -222,18 +222,18 @@ class BartDenoising(Seq2SeqPretraining):
     def prepare(self, tokenizer):
         from pipelines.data.examples import ExampleView, cached_index
         from pipelines.data.packing import SentenceRuns, build_sentence_runs
-        from pipelines.data.prepare import prepared_split
+        from pipelines.data.prepare import splits
 
         self.setup_once(tokenizer)
         width = self.recipe.data.max_seq_length - 2  # room for <s> ... </s>
-        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
-        views = []
-        for ids in (train_ids, eval_ids):
+
+        def view(store, ids, split):
             index = cached_index(store, "sentence-runs", {"docs": ids, "max_tokens": width},
-                                 lambda ids=ids: build_sentence_runs(store, ids, width))
+                                 lambda: build_sentence_runs(store, ids, width))
             runs = SentenceRuns(store, ids, width, index)
-            views.append(ExampleView(len(runs), lambda i, r=runs: [s.tolist() for s in r.read(i)]))
-        return views[0], views[1]
+            return ExampleView(len(runs), lambda i: [s.tolist() for s in runs.read(i)])
+
+        return splits(self.recipe, tokenizer, view)
 
     def collate(self, examples, generator):
         tok = self.tokenizer

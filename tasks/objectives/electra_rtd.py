@@ -38,7 +38,7 @@ from torch import nn
 from transformers.utils import ModelOutput
 
 from pipelines.data.examples import RowBuffer
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 from tasks.base import Task, register, write_pretrained
 from tasks.shared.batching import pad_stack
 from tasks.shared.masking import IGNORE_INDEX, MaskingMixin, MlmParams
@@ -189,36 +189,39 @@ class ElectraRtd(MaskingMixin, Task):
 
     Params = RtdParams
     tokenizer_kinds = ("wordpiece",)
-    loss_weights = {"mlm": 1.0, "disc": 50.0}
 
     def __init__(self, recipe):
         super().__init__(recipe)
         if recipe.model.family != "electra":
             raise LmforgeError(f"recipe '{recipe.name}': task electra-rtd needs model.family electra, "
                                f"got '{recipe.model.family}'")
-        self.loss_weights = {"mlm": 1.0, "disc": self.params.disc_weight}  # the engine reads the instance's
+
+    @property
+    def loss_weights(self) -> dict[str, float]:
+        return {"mlm": 1.0, "disc": self.params.disc_weight}  # λ = 50 by default (Clark et al. 2020)
 
     def prepare(self, tokenizer):
         from pipelines.data.examples import ExampleView, cached_index
-        from pipelines.data.prepare import prepared_split
+        from pipelines.data.prepare import splits
         from tasks.shared.sentence_pairs import DocumentBounds
 
         self.setup_once(tokenizer)
         d, p = self.recipe.data, self.params
-        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
-        views = []
-        for ids, seed in ((train_ids, self.recipe.training.seed), (eval_ids, self.recipe.training.seed + 1)):
+
+        def view(store, ids, split):
+            seed = self.recipe.training.seed + (split == "eval")
             params = {"docs": ids, "max_length": d.max_seq_length, "seed": seed,
                       "single": p.single_segment_prob, "short": p.short_seq_prob}
 
-            def build(ids=ids, seed=seed):
+            def build():
                 return electra_ranges(DocumentBounds(store, ids), d.max_seq_length, np.random.default_rng(seed),
                                       p.single_segment_prob, p.short_seq_prob)
 
             index = cached_index(store, "electra-segments", params, build)
-            views.append(ExampleView(len(index), lambda i, index=index: self.segments_example(
-                store, (int(index[i][0]), int(index[i][1])), (int(index[i][2]), int(index[i][3])))))
-        return views[0], views[1]
+            return ExampleView(len(index), lambda i: self.segments_example(
+                store, (int(index[i][0]), int(index[i][1])), (int(index[i][2]), int(index[i][3]))))
+
+        return splits(self.recipe, tokenizer, view)
 
     def collate(self, examples, generator):
         pad = self.tokenizer.pad_token_id
@@ -240,7 +243,7 @@ class ElectraRtd(MaskingMixin, Task):
                 gen = AutoModelForMaskedLM.from_pretrained(gen_path)
             except (OSError, ValueError) as exc:
                 raise LmforgeError(f"objective.generator_name_or_path: cannot load '{gen_path}': "
-                                   f"{' '.join(str(exc).split())[:200]}") from None
+                                   f"{one_line(exc)}") from None
         else:
             gen = AutoModelForMaskedLM.from_config(generator_config(disc.config, p.generator_size_divisor))
         return ElectraPretrainingModel(gen, disc, p.temperature, p.sparse_prediction)

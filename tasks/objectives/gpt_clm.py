@@ -46,18 +46,18 @@ class CausalLM(Task):
     def prepare(self, tokenizer):
         from pipelines.data.examples import ExampleView
         from pipelines.data.packing import PackedBlocks
-        from pipelines.data.prepare import prepared_split
+        from pipelines.data.prepare import splits
 
         self.setup_once(tokenizer)
         sep, _ = self._eos_pad(tokenizer)
-        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
-        views = []
-        for ids in (train_ids, eval_ids):
+
+        def view(store, ids, split):
             # drop_last=False: the short tail is kept (padded in collate), so a small held-out set still
             # gives eval examples; every other block is full.
             blocks = PackedBlocks(store, ids, self.recipe.data.max_seq_length, sep, drop_last=False)
-            views.append(ExampleView(len(blocks), lambda i, b=blocks: {"input_ids": b.read(i).tolist()}))
-        return views[0], views[1]
+            return ExampleView(len(blocks), lambda i: {"input_ids": blocks.read(i).tolist()})
+
+        return splits(self.recipe, tokenizer, view)
 
     def collate(self, examples, generator):
         rows = [e["input_ids"] for e in examples]

@@ -29,18 +29,18 @@ class MaskedLM(MaskingMixin, Task):
 
     def prepare(self, tokenizer):
         from pipelines.data.packing import PackedBlocks
-        from pipelines.data.prepare import prepared_split
+        from pipelines.data.prepare import splits
 
         self.setup_once(tokenizer)
         pre, post = special_template(tokenizer)["single"]
         width = self.recipe.data.max_seq_length - len(pre) - len(post)  # room for <s> ... </s>
         sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
-        views = []
-        for ids in (train_ids, eval_ids):
+
+        def view(store, ids, split):
             blocks = PackedBlocks(store, ids, width, sep)
-            views.append(ExampleView(len(blocks), lambda i, blocks=blocks: self.example(blocks, i)))
-        return views[0], views[1]
+            return ExampleView(len(blocks), lambda i: self.example(blocks, i))
+
+        return splits(self.recipe, tokenizer, view)
 
     def example(self, blocks, i: int) -> dict:
         if not self.needs_word_ids:

@@ -245,17 +245,17 @@ class T5SpanCorruption(Seq2SeqPretraining):
     def prepare(self, tokenizer):
         from pipelines.data.examples import ExampleView
         from pipelines.data.packing import PackedBlocks
-        from pipelines.data.prepare import prepared_split
+        from pipelines.data.prepare import splits
 
         self.setup_once(tokenizer)
-        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
-        views = []
-        for split, ids in (("train", train_ids), ("eval", eval_ids)):
+
+        def view(store, ids, split):
             # train: only full blocks, so every encoder input is exactly max_seq_length; eval keeps the
             # short tail so a small held-out set still gives examples.
             blocks = PackedBlocks(store, ids, self.tokens_length, None, drop_last=split == "train")
-            views.append(ExampleView(len(blocks), lambda i, b=blocks: {"tokens": b.read(i).tolist()}))
-        return views[0], views[1]
+            return ExampleView(len(blocks), lambda i: {"tokens": blocks.read(i).tolist()})
+
+        return splits(self.recipe, tokenizer, view)
 
     def collate(self, examples, generator):
         tok, p = self.tokenizer, self.params

@@ -14,6 +14,11 @@ def pad_stack(rows: list[list[int]], pad_value: int, length: int | None = None) 
     return out
 
 
+def attention_mask(lengths: torch.Tensor, width: int) -> torch.Tensor:
+    """1 at the first lengths[i] positions of row i, 0 after (right padding), as a LongTensor [B, width]."""
+    return (torch.arange(width)[None] < lengths[:, None]).long()
+
+
 def split_word_ids(tokens: list) -> tuple[list[int], list[int]]:
     """(token ids, word ids) of a list of (token_id, word_id) pairs."""
     return [t for t, _ in tokens], [w for _, w in tokens]

@@ -4,7 +4,7 @@ or a checkpoint; vocabulary and position-table checks."""
 from __future__ import annotations
 
 from pipelines.config import Recipe, check_model_config
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 
 def build_config(recipe: Recipe, tokenizer, **fixed):
@@ -23,7 +23,7 @@ def init_model(auto_cls, recipe: Recipe, tokenizer, **fixed):
             model = auto_cls.from_pretrained(recipe.model.name_or_path)
         except (OSError, ValueError) as exc:
             raise LmforgeError(f"model.name_or_path: cannot load '{recipe.model.name_or_path}' as "
-                               f"{auto_cls.__name__}: {' '.join(str(exc).split())[:200]}") from None
+                               f"{auto_cls.__name__}: {one_line(exc)}") from None
     else:
         model = auto_cls.from_config(build_config(recipe, tokenizer, **fixed))
     check_vocab(model, tokenizer, f"recipe '{recipe.name}'")

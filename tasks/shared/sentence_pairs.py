@@ -127,24 +127,26 @@ class PairTask(MaskingMixin, Task):
 
     def prepare(self, tokenizer):
         from pipelines.data.examples import ExampleView, cached_index
-        from pipelines.data.prepare import prepared_split
+        from pipelines.data.prepare import splits
 
         self.setup_once(tokenizer)
         d, t = self.recipe.data, self.recipe.training
-        store, train_ids, eval_ids = prepared_split(self.recipe, tokenizer)
         max_tokens = d.max_seq_length - 3
-        check_documents(store, train_ids, max_tokens, self.pair_term.upper())
-        views = []
-        for ids, passes, seed in ((train_ids, d.dupe_factor, t.seed), (eval_ids, 1, t.seed + 1)):
-            if len(ids) < 2 or (seed != t.seed and not (store.sentences_per_document()[ids] >= 2).any()):
-                views.append(ExampleView(0, None))
-                continue
+
+        def view(store, ids, split):
+            train = split == "train"
+            passes, seed = (d.dupe_factor, t.seed) if train else (1, t.seed + 1)
+            if train:
+                check_documents(store, ids, max_tokens, self.pair_term.upper())
+            if len(ids) < 2 or (not train and not (store.sentences_per_document()[ids] >= 2).any()):
+                return ExampleView(0, None)
             params = {"task": self.name, "docs": ids, "max_tokens": max_tokens, "passes": passes, "seed": seed,
                       "short_seq_prob": self.params.short_seq_prob}
-            index = cached_index(store, self.pair_term, params, lambda ids=ids, passes=passes, seed=seed: pair_index(
+            index = cached_index(store, self.pair_term, params, lambda: pair_index(
                 self.pair_builder, store, ids, max_tokens, passes, seed, short_seq_prob=self.params.short_seq_prob))
-            views.append(ExampleView(len(index), lambda i, index=index: self.example(store, index[i])))
-        return views[0], views[1]
+            return ExampleView(len(index), lambda i: self.example(store, index[i]))
+
+        return splits(self.recipe, tokenizer, view)
 
     def example(self, store: ShardSet, row) -> dict:
         a0, a1, b0, b1, flag = (int(x) for x in row)

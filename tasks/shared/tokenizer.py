@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipelines.config import Recipe
-from pipelines.errors import LmforgeError
+from pipelines.errors import LmforgeError, one_line
 
 
 def load_or_build_tokenizer(recipe: Recipe, kinds: tuple[str, ...], match_family: bool = False):
@@ -23,7 +23,7 @@ def load_or_build_tokenizer(recipe: Recipe, kinds: tuple[str, ...], match_family
             tok = AutoTokenizer.from_pretrained(source)
         except Exception as exc:
             raise LmforgeError(f"tokenizer.name_or_path: cannot load '{source}': "
-                               f"{' '.join(str(exc).split())[:200]}") from None
+                               f"{one_line(exc)}") from None
     else:
         from pipelines.data.sources import sample_texts
 

@@ -1,5 +1,5 @@
 """GLUE fine-tuning evaluates every epoch and exports the best evaluation by default; early stopping
-(objective.early_stopping_patience) ends training through the engine's stop_after_eval hook; the
+(objective.early_stopping_patience) ends training through the engine's best keeper (pipelines/engine/best.py); the
 kept copy of a LoRA model holds the trained weights only."""
 
 import json
@@ -86,7 +86,7 @@ def test_lora_best_copy_holds_only_trained_weights(tmp_path):
     import torch
     import transformers
 
-    from tasks.finetuning.best import BestKeeper
+    from pipelines.engine.best import BestKeeper
     from tasks.finetuning.lora import LoraParams, wrap_lora
 
     tiny_bert_checkpoint(tmp_path / "base")

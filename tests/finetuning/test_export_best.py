@@ -12,7 +12,7 @@ from pipelines.errors import LmforgeError
 def test_best_keeper_restores_the_best_weights():
     import torch
 
-    from tasks.finetuning.best import BestKeeper
+    from pipelines.engine.best import BestKeeper
 
     model = torch.nn.Linear(2, 2)
     keeper = BestKeeper("accuracy")

@@ -1,9 +1,10 @@
 """Export the best dev evaluation instead of the last step (GLUE's default, objective.export_best),
 and stop early when the main metric stops improving (objective.early_stopping_patience).
 
-The task keeps a CPU copy of the trained weights whenever its main dev metric improves and loads it
-back before the export. Every evaluation (periodic and final) passes through the task's
-eval_metrics; the engine asks `Task.stop_after_eval(step)` after each periodic one. Only trainable
+A task asks for it with `Task.keep_best()` (its main metric and patience); the engine then owns one
+BestKeeper per run (Run.best): every evaluation (periodic and final) updates it, a CPU copy of the
+trained weights is kept whenever the main metric improves, the loop stops when `patience`
+evaluations in a row bring no gain, and finish() loads the copy back before the export. Only trainable
 parameters and buffers are copied: a LoRA run keeps its adapters and head, not the frozen base.
 Not for sharded (ZeRO-3 / FSDP) models, whose local state is a shard: refused at build time.
 The copy lives in memory: a resumed run keeps the best of the evaluations made after the resume.
@@ -46,7 +47,7 @@ class BestKeeper:
     def after_evaluation(self, step: int) -> bool:
         """Record the step of the evaluation just made; True when `patience` evaluations in a row
         have not improved on the best (early stopping)."""
-        if not self.steps or self.steps[-1] is not None:  # a subclass's eval_metrics did not call update()
+        if not self.steps or self.steps[-1] is not None:  # no update() since the last call
             return False
         self.steps[-1] = step
         if self.patience and self.evaluations - self.best_at >= self.patience:
