@@ -50,6 +50,7 @@ def measure(spec: dict) -> dict:
     from pipelines.data.loader import MicroBatches
     from pipelines.data.sampler import GlobalBatchSampler, collate_seed
     from pipelines.engine.accelerator import make_accelerator
+    from pipelines.engine.loop import training_sampler
     from pipelines.engine.optimizers import build_optimizer
     from pipelines.engine.step import evaluate, train_step
     from tasks.base import get_task
@@ -73,7 +74,7 @@ def measure(spec: dict) -> dict:
     model, opt = acc.prepare(model, opt)
 
     ga, n_steps = t.gradient_accumulation_steps, spec["warmup"] + spec["steps"]
-    micro = MicroBatches(task, train_data, GlobalBatchSampler.for_training(task, train_data, recipe, 1), t.seed, ga, 0)
+    micro = MicroBatches(task, train_data, training_sampler(task, train_data, recipe, 1), t.seed, ga, 0)
     steps = [[_on(micro[s * ga + m], acc.device) for m in range(ga)] for s in range(n_steps)]
     eval_gen = torch.Generator().manual_seed(collate_seed(t.seed, -1, 0, 0))
     eval_batches = [_on(task.collate([eval_data[i] for i in idx], eval_gen), acc.device)

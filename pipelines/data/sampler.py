@@ -73,18 +73,6 @@ class GlobalBatchSampler:
             self.global_batch = global_batch
         self._epoch, self._perm = -1, None
 
-    @classmethod
-    def for_training(cls, task, examples, recipe, world: int) -> GlobalBatchSampler:
-        """The sampler of a training run: the recipe's batch split and seed, and the task's example
-        lengths when training.group_by_length is set."""
-        t = recipe.training
-        lengths = task.example_lengths(examples) if t.group_by_length else None
-        if t.group_by_length and lengths is None:
-            raise LmforgeError(f"recipe '{recipe.name}', training.group_by_length: task '{task.name}' has no "
-                               "per-example lengths to group by; set training.group_by_length=false")
-        return cls(len(examples), t.per_device_train_batch_size, world, t.seed, t.gradient_accumulation_steps,
-                   lengths=lengths)
-
     def _permutation(self, epoch: int) -> torch.Tensor:
         if epoch != self._epoch:
             g = torch.Generator().manual_seed(self.seed * 7_919 + epoch)

@@ -77,6 +77,18 @@ class Run:
     best: BestKeeper | None = None  # Task.keep_best(): the best evaluation's weights, exported instead of the last
 
 
+def training_sampler(task, train_data, recipe: Recipe, world: int) -> GlobalBatchSampler:
+    """The sampler of a training run: the recipe's batch split and seed, and the task's example
+    lengths when training.group_by_length is set."""
+    t = recipe.training
+    lengths = task.example_lengths(train_data) if t.group_by_length else None
+    if t.group_by_length and lengths is None:
+        raise LmforgeError(f"recipe '{recipe.name}', training.group_by_length: task '{task.name}' has no "
+                           "per-example lengths to group by; set training.group_by_length=false")
+    return GlobalBatchSampler(len(train_data), t.per_device_train_batch_size, world, t.seed,
+                              t.gradient_accumulation_steps, lengths=lengths)
+
+
 def setup(task, recipe: Recipe) -> Run:
     """Tokenizer, prepared data, model, optimizer, schedule, eval batches; resume if asked."""
     from transformers import get_scheduler
@@ -112,7 +124,7 @@ def setup(task, recipe: Recipe) -> Run:
         model = compile_model(model)
     optimizer = build_optimizer(model, t)
     world = accelerator.num_processes
-    sampler = GlobalBatchSampler.for_training(task, train_data, recipe, world)  # lengths: training.group_by_length
+    sampler = training_sampler(task, train_data, recipe, world)
     max_steps = resolve_max_steps(t, len(train_data), world)
     warmup = t.warmup_steps or int(t.warmup_ratio * max_steps)
     scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)

@@ -30,7 +30,8 @@ from pipelines.errors import LmforgeError
 from tasks.base import Task, register, write_pretrained
 from tasks.distillation.teacher import WithFrozenTeacher, require_teacher
 from tasks.objectives.roberta_mlm import MaskedLM
-from tasks.shared.masking import IGNORE_INDEX, MlmParams, masked_hits
+from tasks.shared.masked_lm import MlmParams, masked_hits
+from tasks.shared.masking import IGNORE_INDEX
 
 MLM_HEAD = ("cls.predictions", "lm_head", "generator_lm_head", "predictions.decoder")
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from pipelines.data.examples import RowBuffer
 from tasks.base import register
-from tasks.shared.masking import MlmParams
+from tasks.shared.masked_lm import MlmParams
 from tasks.shared.sentence_pairs import (
     DocumentBounds,
     PairTask,

@@ -41,7 +41,8 @@ from pipelines.data.examples import RowBuffer
 from pipelines.errors import LmforgeError, one_line
 from tasks.base import Task, register, write_pretrained
 from tasks.shared.batching import pad_stack
-from tasks.shared.masking import IGNORE_INDEX, MaskingMixin, MlmParams
+from tasks.shared.masked_lm import MaskingMixin, MlmParams
+from tasks.shared.masking import IGNORE_INDEX
 from tasks.shared.modeling import init_model
 from tasks.shared.sparse_head import mlm_positions
 

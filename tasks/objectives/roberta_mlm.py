@@ -14,7 +14,7 @@ from __future__ import annotations
 from pipelines.data.examples import ExampleView
 from tasks.base import Task, register
 from tasks.shared.batching import has_padding, model_attention_mask, pad_stack
-from tasks.shared.masking import MaskingMixin, MlmParams, masked_accuracy
+from tasks.shared.masked_lm import MaskingMixin, MlmParams, masked_accuracy
 from tasks.shared.modeling import init_model
 from tasks.shared.sparse_head import mlm_positions
 from tasks.shared.template import special_template, template_example

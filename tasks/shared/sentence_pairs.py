@@ -23,7 +23,7 @@ from pipelines.data.shards import ShardSet
 from pipelines.errors import LmforgeError
 from tasks.base import Task
 from tasks.shared.batching import pad_stack
-from tasks.shared.masking import MaskingMixin, masked_hits
+from tasks.shared.masked_lm import MaskingMixin, masked_hits
 from tasks.shared.modeling import init_model
 from tasks.shared.rng import numpy_rng
 from tasks.shared.sparse_head import mlm_positions

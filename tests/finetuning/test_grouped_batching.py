@@ -134,6 +134,7 @@ def varied_glue(root, seed: int = 0):
 def test_tiny_finetune_with_group_by_length(tmp_path):
     from pipelines.commands.finetune import run_finetune
     from pipelines.config import load_recipe
+    from pipelines.engine.loop import training_sampler
     from tasks.base import get_task
 
     tiny_bert_checkpoint(tmp_path / "base")
@@ -147,9 +148,9 @@ def test_tiny_finetune_with_group_by_length(tmp_path):
     task.setup(tok)
     train, _ = task.prepare(tok)
     lengths = task.example_lengths(train)
-    grouped = GlobalBatchSampler.for_training(task, train, recipe, world=1)
+    grouped = training_sampler(task, train, recipe, world=1)
     ungrouped = load_recipe("glue", common + ["training.group_by_length=false"])
-    plain = GlobalBatchSampler.for_training(task, train, ungrouped, world=1)
+    plain = training_sampler(task, train, ungrouped, world=1)
     assert grouped.lengths is not None and plain.lengths is None
     assert padding_fraction(grouped, lengths, 1) < padding_fraction(plain, lengths, 1) / 2
 
