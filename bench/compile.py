@@ -50,8 +50,8 @@ def measure(spec: dict) -> dict:
     from pipelines.data.loader import MicroBatches
     from pipelines.data.sampler import GlobalBatchSampler, collate_seed
     from pipelines.engine.accelerator import make_accelerator
-    from pipelines.engine.loop import training_sampler
     from pipelines.engine.optimizers import build_optimizer
+    from pipelines.engine.plan import training_sampler
     from pipelines.engine.step import evaluate, train_step
     from tasks.base import get_task
 

@@ -19,13 +19,14 @@ from pathlib import Path
 
 import torch
 
-from pipelines.config import Recipe, TrainingSection, recipe_to_dict
+from pipelines.config import Recipe, recipe_to_dict
 from pipelines.data.sampler import GlobalBatchSampler, collate_seed
 from pipelines.engine import checkpoint
 from pipelines.engine.accelerator import loader_workers, make_accelerator
 from pipelines.engine.best import BestKeeper, check_unsharded
 from pipelines.engine.flops import mfu
 from pipelines.engine.optimizers import build_optimizer
+from pipelines.engine.plan import resolve_max_steps, training_sampler
 from pipelines.engine.preemption import StopSignals, ignore_stop_signals
 from pipelines.engine.resume import check_resumed_schedule, schedule_settings
 from pipelines.engine.step import DeviceBatches, evaluate, to_device, train_step
@@ -45,13 +46,6 @@ class TrainResult:
     # Task.keep_best(): the metrics of the evaluation the export holds, and which one it was (best.py)
     exported_metrics: dict | None = None
     exported_evaluation: dict | None = None
-
-
-def resolve_max_steps(t: TrainingSection, n_examples: int, world: int) -> int:
-    if t.max_steps > 0:
-        return t.max_steps
-    per_step = t.per_device_train_batch_size * t.gradient_accumulation_steps * world
-    return max(1, math.ceil(t.num_train_epochs * n_examples / per_step))
 
 
 @dataclass
@@ -75,18 +69,6 @@ class Run:
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.time)  # when setup() began (wall time in results.json)
     best: BestKeeper | None = None  # Task.keep_best(): the best evaluation's weights, exported instead of the last
-
-
-def training_sampler(task, train_data, recipe: Recipe, world: int) -> GlobalBatchSampler:
-    """The sampler of a training run: the recipe's batch split and seed, and the task's example
-    lengths when training.group_by_length is set."""
-    t = recipe.training
-    lengths = task.example_lengths(train_data) if t.group_by_length else None
-    if t.group_by_length and lengths is None:
-        raise LmforgeError(f"recipe '{recipe.name}', training.group_by_length: task '{task.name}' has no "
-                           "per-example lengths to group by; set training.group_by_length=false")
-    return GlobalBatchSampler(len(train_data), t.per_device_train_batch_size, world, t.seed,
-                              t.gradient_accumulation_steps, lengths=lengths)
 
 
 def setup(task, recipe: Recipe) -> Run:

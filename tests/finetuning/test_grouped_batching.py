@@ -134,7 +134,7 @@ def varied_glue(root, seed: int = 0):
 def test_tiny_finetune_with_group_by_length(tmp_path):
     from pipelines.commands.finetune import run_finetune
     from pipelines.config import load_recipe
-    from pipelines.engine.loop import training_sampler
+    from pipelines.engine.plan import training_sampler
     from tasks.base import get_task
 
     tiny_bert_checkpoint(tmp_path / "base")
