@@ -44,7 +44,8 @@ finetune: install
 		$(if $(DATA),--data $(DATA)) $(if $(SEEDS),--seeds $(SEEDS)) $(if $(INIT_FROM),--init_from $(INIT_FROM)) $(ARGS)
 
 predict: install
-	$(PY) -m pipelines finetune --do_predict --task $(TASK) --model $(MODEL) --glue_dir $(GLUE_DIR) $(ARGS)
+	$(PY) -m pipelines finetune --do_predict --task $(TASK) --model $(MODEL) $(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) \
+		$(if $(DATA),--data $(DATA)) $(ARGS)
 
 # distillation (pipelines/commands/distill.py): METHOD=kd|distilbert|tinybert TEACHER=<folder> STUDENT=<recipe|folder>
 # TASK=pretrain|glue/<task>, e.g. make distill METHOD=kd TEACHER=<fine-tuned> STUDENT=student-tiny TASK=glue/sst2

@@ -4,6 +4,8 @@
     prepare   RECIPE [key=value ...]         tokenize its corpus once into memory-mapped shards
     finetune  --task glue|glue/sst2 --model CHECKPOINT [--glue_dir DIR] [key=value ...]
               [--do_predict]                 no training: GLUE test-set submission files from an export
+    finetune  --task squad|squad_v2|swag|race|ner --model CHECKPOINT --data DIR [--seeds N] [key=value ...]
+              [--do_predict]                 squad: predictions.json (+ null_odds.json) of DIR's dev file
     distill   --method kd|distilbert|tinybert --teacher FOLDER --student RECIPE|FOLDER --task pretrain|glue/<t>
     tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR [--overwrite]
     corpus    [--output PATH]                write the embedded default corpus
@@ -38,6 +40,11 @@ def _call(module: str, name: str):
 def _finetune(args) -> int:
     from pipelines.commands.finetune import run_finetune, run_predict
 
+    if args.do_predict and args.task in ("squad", "squad_v2"):
+        from pipelines.commands.finetune import run_predict_squad
+
+        run_predict_squad(args.task, args.model, args.data, args.output_dir)
+        return 0
     if args.do_predict:
         run_predict(args.task, args.model, args.glue_dir, args.output_dir)
         return 0
@@ -101,10 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("overrides", nargs="*", help="dotted overrides, e.g. data.corpus=/data/wiki")
     pr.set_defaults(func=_call("pretrain", "prepare"))
     ft = sub.add_parser("finetune", help="fine-tune a checkpoint on GLUE or a seq2seq task")
-    ft.add_argument("--task", required=True, help="glue | glue/<task> (e.g. glue/sst2) | summarization")
+    ft.add_argument("--task", required=True,
+                    help="glue | glue/<task> (e.g. glue/sst2) | squad | squad_v2 | swag | race | ner | summarization")
     ft.add_argument("--model", required=True, help="checkpoint folder, Hub name, or a pretrain recipe name")
     ft.add_argument("--glue_dir", default=None, help="folder in the GLUE TSV layout; default: the Hub")
-    ft.add_argument("--data", default=None, help="summarization: local jsonl or Hub dataset name")
+    ft.add_argument("--data", default=None, help="squad/swag/race/ner: a folder in the official layout (or a Hub "
+                    "name); summarization: local jsonl or Hub dataset name")
     ft.add_argument("--recipe", default=None, help="fine-tuning recipe (default: per task family)")
     ft.add_argument("--output_dir", default=None)
     ft.add_argument("--seeds", type=int, default=1,

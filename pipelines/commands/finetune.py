@@ -22,6 +22,14 @@ from pipelines.errors import LmforgeError
 from pipelines.runs.run_folder import default_output_root
 
 SEQ2SEQ_RECIPE = "summarization"
+# the papers' other benchmarks: --task -> (recipe, what the task name fixes)
+DOWNSTREAM = {
+    "squad": ("squad", []),
+    "squad_v2": ("squad", ["objective.version_2_with_negative=true"]),
+    "swag": ("swag", []),
+    "race": ("race", []),
+    "ner": ("ner", []),
+}
 
 
 def resolve_model(model: str, flag: str = "--model") -> str:
@@ -58,14 +66,16 @@ def run_finetune(task: str, model: str, glue_dir=None, data=None, recipe_name=No
     """Fine-tune `model` on `task` (glue, glue/<name>, summarization, seq2seq...); return the metrics.
     `init_from`: RTE, MRPC and STS-B start from this fine-tuned (MNLI) checkpoint instead."""
     path = resolve_model(model)
-    if seeds != 1 and not task.startswith("glue"):
-        raise LmforgeError(f"--seeds {seeds}: several seeds are supported for GLUE tasks only")
+    if seeds != 1 and not (task.startswith("glue") or task in DOWNSTREAM):
+        raise LmforgeError(f"--seeds {seeds}: several seeds are supported for GLUE and {', '.join(DOWNSTREAM)} only")
     if init_from and not task.startswith("glue"):
         raise LmforgeError(f"--init_from {init_from}: starting from a fine-tuned checkpoint is for GLUE tasks only")
     if task == "summarization" or task.startswith("seq2seq"):
         return run_seq2seq(task, path, data, recipe_name, list(overrides), output_dir)
+    if task in DOWNSTREAM:
+        return run_downstream(task, path, data, recipe_name, list(overrides), output_dir, seeds)
     if task != "glue" and not task.startswith("glue/"):
-        raise LmforgeError(f"--task {task}: expected glue, glue/<task> or summarization")
+        raise LmforgeError(f"--task {task}: expected glue, glue/<task>, {', '.join(DOWNSTREAM)} or summarization")
     return run_glue(task, path, glue_dir, recipe_name, list(overrides), output_dir, seeds, init_from)
 
 
@@ -135,6 +145,91 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
         print(f"GLUE submission files: {root / 'submission'}" + (" (best dev seed per task)" if seeds > 1 else ""))
     print(f"results: {root}")
     return summary
+
+
+def run_downstream(task: str, path: str, data: str | None, recipe_name: str | None = None, overrides=(),
+                   output_dir: str | None = None, seeds: int = 1) -> dict:
+    """SQuAD, SWAG, RACE or NER: one run per seed (training.seed, +1, ...; <out>/seed-<s> when seeds > 1);
+    eval_results.json with the metrics of the evaluation each export holds (median / mean / std over
+    seeds), and the scores printed."""
+    from tasks.finetuning.seeds import seed_list, seed_summary
+
+    if seeds < 1:
+        raise LmforgeError(f"--seeds {seeds}: must be >= 1")
+    if not data:
+        raise LmforgeError(f"--task {task}: no data; pass --data <folder in the official layout, or a Hub name> "
+                           f"(make finetune TASK={task} MODEL=... DATA=<folder>)")
+    recipe_name = recipe_name or DOWNSTREAM[task][0]
+    root = Path(output_dir or default_output_root(path) / task)
+    where = os.path.abspath(data) if Path(data).exists() else data  # recipe.json works from anywhere
+    fixed = [f"model.name_or_path={path}", f"objective.data={where}", f"name={recipe_name}-{task}",
+             *DOWNSTREAM[task][1]]
+    first = load_recipe(recipe_name, fixed + list(overrides) + [f"training.output_dir={root}"]).training.seed
+    per_seed, exported = {}, {}
+    for seed in seed_list(first, seeds):
+        out = root / f"seed-{seed}" if seeds > 1 else root
+        recipe = load_recipe(recipe_name, fixed + list(overrides) + [f"training.seed={seed}",
+                                                                      f"training.output_dir={out}"])
+        metrics, exported[seed] = _train_and_report(recipe)
+        per_seed[seed] = {k: v for k, v in metrics.items() if not k.startswith("loss")}
+    summary = per_seed[first] if seeds == 1 else seed_summary(per_seed)
+    which = exported[first] if seeds == 1 else {str(s): e for s, e in exported.items()}
+    atomic_write_json(root / "eval_results.json", {"task": task, "model": path, "data": where, **summary,
+                                                   "exported": which})
+    shown = summary if seeds == 1 else summary["median"]
+    scores = [f"{k}={100 * v:.2f}" for k, v in shown.items() if not k.endswith(("_thresh", "total"))]
+    print(f"{task}: " + "  ".join(scores) + ("" if seeds == 1 else f"  [median of {seeds} seeds]"))
+    print(f"results: {root}")
+    return summary
+
+
+def run_predict_squad(task: str, model: str, data: str | None, output_dir: str | None = None) -> Path:
+    """predictions.json ({id: answer}) and, for squad_v2, null_odds.json ({id: null minus best span
+    score}) in the official formats, for the dev file of `data` (or a JSON file), from a fine-tuned
+    export; with the official scores when the file has answers. The export's own run settings
+    (recipe.json beside it: length, doc stride, answer length, threshold) are used when present."""
+    import json
+
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    from pipelines.data.squad import load_squad
+    from tasks.base import get_task
+    from tasks.finetuning.squad import with_threshold
+    from tasks.finetuning.squad_eval import squad_v1_scores, squad_v2_scores
+
+    if not data:
+        raise LmforgeError(f"--task {task} --do_predict: pass --data <folder with the dev file, or the JSON file>")
+    export = resolve_model(model)
+    v2 = task == "squad_v2"
+    out = Path(output_dir or (Path(export).parent if Path(export).is_dir() else Path("runs")) / "predictions")
+    kept = []
+    recipe_json = Path(export).parent / "recipe.json"
+    if recipe_json.is_file():  # the settings the model was fine-tuned and evaluated with
+        saved = json.loads(recipe_json.read_text())
+        kept = [f"data.max_seq_length={saved['data']['max_seq_length']}"] + [
+            f"objective.{k}={saved['objective'][k]}" for k in ("doc_stride", "max_answer_length", "n_best_size",
+                                                               "null_score_diff_threshold") if k in saved["objective"]]
+    where = os.path.abspath(data) if Path(data).exists() else data
+    recipe = load_recipe("squad", [f"model.name_or_path={export}", f"objective.data={where}",
+                                   f"objective.version_2_with_negative={str(v2).lower()}",
+                                   f"training.output_dir={out}", *kept])
+    qa = get_task("squad")(recipe)
+    qa.setup(qa.load_tokenizer())
+    examples = load_squad(where, "dev", v2)
+    net = AutoModelForQuestionAnswering.from_pretrained(export).to("cuda" if torch.cuda.is_available() else "cpu")
+    answers, null_odds = qa.predict(net, examples, batch_size=recipe.training.per_device_eval_batch_size)
+    threshold = qa.params.null_score_diff_threshold
+    atomic_write_json(out / "predictions.json", with_threshold(answers, null_odds, threshold) if v2 else answers)
+    if v2:
+        atomic_write_json(out / "null_odds.json", null_odds)
+    if all(e["answers"] or e["is_impossible"] for e in examples):  # a dev file: score it
+        scores = squad_v2_scores(examples, answers, null_odds, threshold) if v2 else squad_v1_scores(examples, answers)
+        atomic_write_json(out / "eval_results.json", {"task": task, "model": export, "data": where, **scores})
+        print(f"{task}: " + "  ".join(f"{k}={100 * v:.2f}" for k, v in scores.items()
+                                      if not k.endswith(("_thresh", "total"))))
+    print(f"predictions: {out / 'predictions.json'}")
+    return out
 
 
 def run_predict(task: str, model: str, glue_dir: str | None, output_dir: str | None = None) -> list[Path]:

@@ -46,24 +46,28 @@ class LoraParams:
             raise LmforgeError(f"{where}, lora.target_modules: empty list (omit it for the family default)")
 
 
-def wrap_lora(model, p: LoraParams, where: str, missing_keys=()):
+def wrap_lora(model, p: LoraParams, where: str, missing_keys=(), head: tuple[str, ...] | None = None,
+              task_type: str = "SEQ_CLS"):
     """`model` as a PeftModel with LoRA adapters and a fully trained head; prints the trainable count.
     Modules the checkpoint lacked (`missing_keys`: BERT's pooler after an MLM-only pretraining) are
-    trained and saved too: frozen random weights would make the adapter useless on the base."""
+    trained and saved too: frozen random weights would make the adapter useless on the base.
+    `head`: the head modules (default: the family's sequence-classification head); `task_type`: peft's
+    TaskType name (SEQ_CLS, TOKEN_CLS, QUESTION_ANS; multiple choice has none and uses SEQ_CLS's wrapper)."""
     from peft import LoraConfig, TaskType, get_peft_model
 
     model_type = model.config.model_type
     if model_type not in FAMILY_TARGETS and p.target_modules is None:
         raise LmforgeError(f"{where}: no default LoRA target modules for model_type '{model_type}'; set "
                            f"objective.lora.target_modules (known families: {', '.join(FAMILY_TARGETS)})")
-    targets, head = FAMILY_TARGETS.get(model_type, ((), ()))
+    targets, family_head = FAMILY_TARGETS.get(model_type, ((), ()))
+    head = family_head if head is None else head
     names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
     wanted = list(p.target_modules or targets)
     missing = [t for t in wanted if t not in names]
     if missing:
         raise LmforgeError(f"{where}, lora.target_modules: {', '.join(missing)} not found in {type(model).__name__}")
     fresh = sorted({k.rsplit(".", 1)[0] for k in missing_keys if k.split(".", 1)[0] not in head})
-    config = LoraConfig(task_type=TaskType.SEQ_CLS, r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout,
+    config = LoraConfig(task_type=getattr(TaskType, task_type), r=p.r, lora_alpha=p.alpha, lora_dropout=p.dropout,
                         target_modules=wanted, modules_to_save=list(head) + fresh or None,
                         fan_in_fan_out=model_type in FAN_IN_FAN_OUT)
     model = get_peft_model(model, config)
