@@ -211,5 +211,6 @@ def test_cli_process_exit_code_and_single_line(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert proc.stderr.strip().splitlines() == [f"lmforge: error: runs folder {tmp_path}: no lmforge results in it "
-                                                "(no results.json or glue_results.json below it); point it at the "
+                                                "(no results.json, glue_results.json or eval_results.json below it); "
+                                                "point it at the "
                                                 "folder that holds the runs' output folders"]

@@ -51,10 +51,22 @@ class GlueResult:
 
 
 @dataclass
+class DownstreamResult:
+    """One SQuAD / SWAG / RACE / NER fine-tuning (its eval_results.json, written by `finetune`)."""
+
+    label: str
+    path: Path
+    task: str
+    model: str | None
+    entry: dict  # the metrics, or {"median", "mean", "std", "seeds"} with several seeds
+
+
+@dataclass
 class Collected:
     root: Path
     runs: list[RunResult]
     glue: list[GlueResult]
+    downstream: list[DownstreamResult] = field(default_factory=list)
 
 
 def _is_number(value) -> bool:
@@ -166,7 +178,9 @@ def collect_runs(root: str | Path, skip: Path | None = None) -> Collected:
     if not root.is_dir():
         raise LmforgeError(f"runs folder {root}: not a folder")
     skip = skip.resolve() if skip is not None else None
-    runs, glue = [], []
+    from pipelines.runs.report.downstream import SHOWN
+
+    runs, glue, downstream = [], [], []
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         dirs[:] = sorted(d for d in dirs if not (d.startswith(".") or d in SKIP_DIRS
@@ -180,7 +194,16 @@ def collect_runs(root: str | Path, skip: Path | None = None) -> Collected:
             path = here / "glue_results.json"
             tasks = check_glue(path, read_json(path))
             glue.append(GlueResult(_label(here, root), here, _model_of(here, tasks), tasks))
-    if not runs and not glue:
-        raise LmforgeError(f"runs folder {root}: no lmforge results in it (no results.json or glue_results.json "
-                           "below it); point it at the folder that holds the runs' output folders")
-    return Collected(root, runs, glue)
+        if "eval_results.json" in files:
+            path = here / "eval_results.json"
+            entry = read_json(path)
+            if entry.get("task") in SHOWN:  # GLUE's per-task files are in glue_results.json already
+                _check_metrics(path, "median" if "median" in entry else "metrics",
+                               entry.get("median", {k: v for k, v in entry.items() if k in SHOWN[entry["task"]]}))
+                model = entry.get("model")
+                downstream.append(DownstreamResult(_label(here, root), here, entry["task"],
+                                                   model if isinstance(model, str) else None, entry))
+    if not runs and not glue and not downstream:
+        raise LmforgeError(f"runs folder {root}: no lmforge results in it (no results.json, glue_results.json or "
+                           "eval_results.json below it); point it at the folder that holds the runs' output folders")
+    return Collected(root, runs, glue, downstream)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 
 from pipelines.runs.report.collect import Collected, RunResult
+from pipelines.runs.report.downstream import downstream_html
 from pipelines.runs.report.glue import column_title, leaderboard
 
 STYLE = """
@@ -86,5 +87,6 @@ def page_html(collected: Collected, figures: dict[str, str], generated: str) -> 
             f'<p class="muted">{escape(str(collected.root))}: {len(collected.runs)} runs, {len(collected.glue)} GLUE '
             f"results; generated {escape(generated)}</p>"
             f"<h2>GLUE leaderboard</h2>{leaderboard_html(collected)}"
+            f"<h2>QA, multiple choice and NER</h2>{downstream_html(collected.downstream)}"
             f"<h2>Runs</h2>{runs_html(collected)}"
             f"<h2>Plots</h2>{figs or '<p class=muted>Nothing to plot.</p>'}</body></html>")
