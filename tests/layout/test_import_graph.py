@@ -129,3 +129,13 @@ def test_only_commands_import_tasks():
 def test_no_benchmarks_in_the_product(package):
     shipped = [str(p.relative_to(ROOT)) for p in (ROOT / package).rglob("*.py") if "bench" in p.stem]
     assert not shipped, f"benchmarks belong in bench/: {shipped}"
+
+
+def test_every_package_folder_is_a_package():
+    """Each folder of modules has its __init__.py (a namespace package imports too, but setuptools' package
+    discovery skips it, and a file git ignores goes missing from a fresh clone without a word)."""
+    folders = {p.parent for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    evaluate_modules = ROOT / "tasks" / "metrics"  # evaluate's local metric scripts: a folder each, no package
+    missing = [str(f.relative_to(ROOT)) for f in sorted(folders)
+               if not (f / "__init__.py").is_file() and f.parent != evaluate_modules]
+    assert not missing, f"no __init__.py in {missing}"
