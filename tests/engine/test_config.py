@@ -9,11 +9,14 @@ from pipelines.errors import LmforgeError
 @pytest.mark.parametrize("name", sorted(p.stem for p in RECIPE_DIR.glob("*.yaml")))
 def test_every_recipe_loads_and_names_a_known_task(name):
     from tasks.base import get_task
+    from tasks.finetuning.downstream import DownstreamTask
 
     recipe = load_recipe(name)
     task = get_task(recipe.task)
     assert recipe.name == name
-    if task.name.startswith(("glue", "distill")) or task.name == "seq2seq":  # a checkpoint is needed to build
+    needs_checkpoint = task.name.startswith(("glue", "distill")) or task.name == "seq2seq" or \
+        issubclass(task, DownstreamTask)
+    if needs_checkpoint:  # `finetune` / `distill` set the checkpoint (and the data): validate the parameters
         from pipelines.config import validate_params
 
         teacher = {"teacher": "folder"} if task.name.startswith("distill") else {}  # `make distill` sets it
