@@ -46,8 +46,8 @@ def glue_eval_results(glue: dict) -> list:
     """huggingface_hub EvalResults for every GLUE task and metric (the median where several seeds)."""
     from huggingface_hub import EvalResult
 
-    from pipelines.runs.report.glue import GLUE_TASKS, reported_metrics, task_metrics
     from pipelines.data.glue import HUB_DATASET
+    from pipelines.runs.report.glue import GLUE_TASKS, reported_metrics, task_metrics
 
     results = []
     for task, entry in glue.items():

@@ -83,8 +83,8 @@ def card_inputs(folder: Path, results: dict | str | Path | None, glue: str | Pat
     """(run results, GLUE results) for the export's card. Defaults: the run's results.json next to the
     export (runs/NAME/final -> runs/NAME/results.json), and the glue_results.json that
     `finetune --model <export>` writes to its default output folder, else the run's own GLUE task."""
-    from pipelines.runs.run_folder import default_output_root
     from pipelines.runs.report.collect import check_glue, check_results
+    from pipelines.runs.run_folder import default_output_root
 
     run = results
     if not isinstance(results, dict):

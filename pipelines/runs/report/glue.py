@@ -11,8 +11,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
-from pipelines.errors import LmforgeError
 from pipelines.data.glue import GLUE_TASKS  # the nine tasks and their metrics: one table
+from pipelines.errors import LmforgeError
 
 METRIC_NAMES = {"accuracy": "Acc", "f1": "F1", "matthews_correlation": "MCC", "pearson": "Pearson",
                 "spearmanr": "Spearman"}
