@@ -64,6 +64,29 @@ def glue_eval_results(glue: dict) -> list:
     return results
 
 
+# the papers' other benchmarks: task -> (Hub task type, task name, Hub dataset, dataset name)
+DOWNSTREAM_CARD = {
+    "squad": ("question-answering", "Question Answering", "rajpurkar/squad", "SQuAD v1.1"),
+    "squad_v2": ("question-answering", "Question Answering", "rajpurkar/squad_v2", "SQuAD v2.0"),
+    "swag": ("multiple-choice", "Multiple Choice", "allenai/swag", "SWAG"),
+    "race": ("multiple-choice", "Multiple Choice", "ehovy/race", "RACE"),
+    "ner": ("token-classification", "Token Classification", "eriktks/conll2003", "CoNLL-2003"),
+}
+
+
+def downstream_eval_results(entry: dict) -> list:
+    """huggingface_hub EvalResults of a SQuAD / SWAG / RACE / NER eval_results.json (the median with seeds)."""
+    from huggingface_hub import EvalResult
+
+    from pipelines.runs.report.downstream import shown_metrics
+
+    task_type, task_name, dataset, dataset_name = DOWNSTREAM_CARD[entry["task"]]
+    values, _ = shown_metrics(entry["task"], entry)
+    return [EvalResult(task_type=task_type, task_name=task_name, dataset_type=dataset, dataset_name=dataset_name,
+                       dataset_split="validation", metric_type=k, metric_name=k, metric_value=v)
+            for k, v in values.items()]
+
+
 def _hub_dataset(corpus: str | None) -> str | None:
     """The pretraining corpus where it is a Hub dataset name (not 'default', not a local path)."""
     if not corpus or corpus == "default" or Path(corpus).exists() or corpus.startswith(("/", ".", "~")):
@@ -71,7 +94,8 @@ def _hub_dataset(corpus: str | None) -> str | None:
     return corpus
 
 
-def card_data(repo_id: str, config: dict, run: dict | None, glue: dict | None, license: str):
+def card_data(repo_id: str, config: dict, run: dict | None, glue: dict | None, license: str,
+              downstream: dict | None = None):
     from huggingface_hub import ModelCardData
 
     recipe = (run or {}).get("recipe_config") or {}
@@ -85,6 +109,9 @@ def card_data(repo_id: str, config: dict, run: dict | None, glue: dict | None, l
 
         datasets.append(HUB_DATASET)
         eval_results = glue_eval_results(glue)
+    if downstream:
+        datasets.append(DOWNSTREAM_CARD[downstream["task"]][2])
+        eval_results = (eval_results or []) + downstream_eval_results(downstream)
     return ModelCardData(license=license, library_name="transformers", tags=list(dict.fromkeys(tags)),
                          datasets=datasets or None, eval_results=eval_results,
                          model_name=repo_id.split("/")[-1] if eval_results else None)  # the model-index's name
@@ -128,15 +155,23 @@ def _glue_table(glue: dict) -> list[str]:
 
 
 def model_card_text(repo_id: str, folder: Path, run: dict | None, glue: dict | None,
-                    license: str = "apache-2.0") -> str:
+                    license: str = "apache-2.0", downstream: dict | None = None) -> str:
     config = export_config(folder)
-    data = card_data(repo_id, config, run, glue, license)
+    data = card_data(repo_id, config, run, glue, license, downstream)
     arch = ", ".join(config.get("architectures") or []) or config.get("model_type", "model")
     body = [f"# {repo_id.split('/')[-1]}", "", f"`{arch}` trained with lmforge.", ""]
     if run:
         body += ["## Training", "", *_training_lines(run), ""]
     if glue:
         body += ["## GLUE (dev)", "", *_glue_table(glue), ""]
+    if downstream:
+        from pipelines.runs.report.downstream import shown_metrics
+
+        values, seeds = shown_metrics(downstream["task"], downstream)
+        name = DOWNSTREAM_CARD[downstream["task"]][3]
+        body += [f"## {name} (dev)", "", "| metric | score |", "|---|---|",
+                 *[f"| {k} | {100 * v:.2f} |" for k, v in values.items()],
+                 *(["", f"Median of {seeds} seeds."] if seeds > 1 else []), ""]
     if run and run.get("recipe_config"):
         body += ["## Recipe", "", "```json", json.dumps(run["recipe_config"], indent=2), "```", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)

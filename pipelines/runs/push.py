@@ -79,6 +79,17 @@ def glue_of_run(run: dict | None) -> dict | None:
     return {task: {k.removeprefix("eval/"): v for k, v in (run.get("metrics") or {}).items()}}
 
 
+def downstream_of(folder: Path) -> dict | None:
+    """The SQuAD / SWAG / RACE / NER results of the fine-tuning that wrote this export (finetune's
+    eval_results.json beside final/), for the card's model-index; None for other exports."""
+    from pipelines.runs.report.collect import read_json
+    from pipelines.runs.report.downstream import SHOWN
+
+    path = folder.parent / "eval_results.json"
+    entry = read_json(path) if path.is_file() else None
+    return entry if entry and entry.get("task") in SHOWN else None
+
+
 def card_inputs(folder: Path, results: dict | str | Path | None, glue: str | Path | None):
     """(run results, GLUE results) for the export's card. Defaults: the run's results.json next to the
     export (runs/NAME/final -> runs/NAME/results.json), and the glue_results.json that
@@ -139,7 +150,7 @@ def push_folder(folder: str | Path, repo_id: str, private: bool = False, commit_
     files, left = export_files(folder)
     run, glue_results = card_inputs(folder, results, glue)
     stage = stage_folder(folder, repo_id, sorted(set(files) | {"README.md"}),
-                         model_card_text(repo_id, folder, run, glue_results, license))
+                         model_card_text(repo_id, folder, run, glue_results, license, downstream_of(folder)))
     files = sorted(p.name for p in stage.iterdir())
     print(f"push: {len(files)} files to {repo_id}: {', '.join(files)}", flush=True)
     if left:

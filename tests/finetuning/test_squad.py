@@ -260,6 +260,18 @@ def test_v2_through_the_command_reports_both_halves_and_the_best_threshold(tmp_p
     saved = json.loads((tmp_path / "run" / "eval_results.json").read_text())
     assert saved["task"] == "squad_v2" and saved["f1"] == m["f1"] and saved["exported"]["metric"] == "f1"
 
+    # the export's card: a model-index entry of the SQuAD 2.0 scores (push --dry_run: no network)
+    from huggingface_hub import ModelCard
+
+    from pipelines.runs.push import push_folder
+
+    stage = push_folder(str(tmp_path / "run" / "final"), "someone/tiny-squad2", dry_run=True)
+    card = ModelCard.load(f"{stage}/README.md")
+    results = {r.metric_type: r for r in card.data.eval_results}
+    assert results["best_f1"].metric_value == pytest.approx(m["best_f1"])
+    assert results["f1"].task_type == "question-answering" and results["f1"].dataset_type == "rajpurkar/squad_v2"
+    assert "## SQuAD v2.0 (dev)" in card.text
+
 
 # --- every family with a QA head ----------------------------------------------------------------
 
