@@ -188,11 +188,21 @@ def run_command(func, args) -> int:
     return code
 
 
+def _dispatch(parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """HF-style flags and aliases as recipe overrides (arguments.py), then the command."""
+    from pipelines.commands.arguments import normalize
+
+    args = parser.parse_args(normalize(argv, parser))
+    return args.func(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     from pipelines.commands.memory import limit_malloc_arenas
 
     limit_malloc_arenas()
-    code = run_command(lambda a: a.func(a), build_parser().parse_args(argv))
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    code = run_command(lambda _: _dispatch(parser, argv), None)
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         # gloo process groups sometimes abort at interpreter exit after a finished run
         # (ENVIRONMENT.md: 3 of 8 runs); a hard exit after the flushes is clean.
