@@ -16,9 +16,21 @@ ARGS       ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install test test-fast prepare pretrain finetune predict distill bench-distill report push tokenizer corpus bench bench-data lint recipes clean
+.PHONY: install system-packages notebook test test-fast prepare pretrain finetune predict distill bench-distill report push tokenizer corpus bench bench-data lint recipes clean
 
-install: $(VENV)/.installed
+install: system-packages $(VENV)/.installed
+
+# what the test suite needs outside Python: a C++ compiler (DeepSpeed JIT-compiles its CPU ops) and
+# Chromium (tests/report/test_browser.py renders the report page); Debian packages, installed when
+# this is root on a Debian/Ubuntu machine, else named
+system-packages:
+	@missing=""; command -v g++ >/dev/null || missing="g++"; \
+	command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && apt-get install -y -qq $$missing; \
+		else echo "make install: missing system packages:$$missing (apt-get install$$missing); the tests that need them skip"; fi; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
@@ -68,6 +80,11 @@ report: install
 push: install
 	@test -n "$(REPO)" || { echo "make push: set REPO=<user/name> (and MODEL=<export folder>)" >&2; exit 2; }
 	$(PY) -m pipelines push $(MODEL) --repo_id $(REPO) $(ARGS)
+
+# the dashboard notebook, interactive (JupyterLab: the `notebook` extra, installed on first use)
+notebook: install
+	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install -q -e ".[notebook]"
+	LMFORGE_RUNS=$(abspath $(RUNS)) $(VENV)/bin/jupyter lab notebooks/dashboard.ipynb
 
 tokenizer: install
 	$(PY) -m pipelines tokenizer --family $(FAMILY) --corpus $(CORPUS) --vocab_size $(VOCAB) \

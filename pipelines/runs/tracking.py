@@ -25,10 +25,20 @@ def wandb_logged_in() -> bool:
         return False
 
 
+def _installed(*modules: str) -> bool:
+    import importlib.util
+
+    return any(importlib.util.find_spec(m) is not None for m in modules)
+
+
 def log_with(report_to: str) -> str | None:
     """The accelerate `log_with` value for training.report_to (and W&B's offline default)."""
     if report_to not in REPORTERS:
         raise LmforgeError(f"training.report_to: '{report_to}' is not one of {', '.join(REPORTERS)}")
+    if report_to == "tensorboard" and not _installed("tensorboard", "tensorboardX"):
+        # accelerate would only warn and train with no tracking at all
+        raise LmforgeError("training.report_to=tensorboard: the tensorboard package is not installed; pip install "
+                           "'lmforge[tensorboard]' (or report_to=wandb | none)")
     if report_to == "wandb" and not wandb_logged_in():
         os.environ.setdefault("WANDB_MODE", "offline")
     return None if report_to == "none" else report_to

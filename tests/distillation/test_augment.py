@@ -104,7 +104,8 @@ def test_tinybert_task_stages_see_the_augmented_examples(folder, tmp_path, stage
     assert not hasattr(model, "teacher") and isinstance(model, type(live))
     inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids")}
     with torch.no_grad():
-        torch.testing.assert_close(batch["teacher_logits"], live(**inputs).logits, atol=1e-5, rtol=1e-4)
+        # the cache ran other batch shapes (padding): fp32 summation order differs, not the values
+        torch.testing.assert_close(batch["teacher_logits"], live(**inputs).logits, atol=1e-4, rtol=1e-4)
         expected = soft_ce_sum(model(**inputs).logits, live(**inputs).logits)
-    torch.testing.assert_close(terms["prediction"].detach(), expected, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(terms["prediction"].detach(), expected, atol=1e-4, rtol=1e-4)  # a sum of 20 terms
     assert int(task.loss_counts(batch)["prediction"]) == 20

@@ -37,3 +37,18 @@ def test_unknown_reporter_is_refused(tmp_path):
 
     with pytest.raises(LmforgeError, match="mlflw"):  # and in the engine, for recipes built by hand
         log_with("mlflw")
+
+
+def test_tensorboard_without_its_package_is_refused_not_silently_untracked():
+    import importlib.util
+
+    import pytest
+
+    from pipelines.errors import LmforgeError
+    from pipelines.runs.tracking import log_with
+
+    if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+        assert log_with("tensorboard") == "tensorboard"
+        return
+    with pytest.raises(LmforgeError, match=r"package is not installed; pip install 'lmforge\[tensorboard\]'"):
+        log_with("tensorboard")
