@@ -13,6 +13,7 @@ else. Files lmforge did not write are never deleted.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
@@ -180,7 +181,19 @@ def lock_output_dir(out: Path) -> None:
         return
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
+    if not _HELD:
+        atexit.register(_forget_pids)
     _HELD[key] = fd
+
+
+def _forget_pids() -> None:
+    """At exit: empty the .lock files this process held, so a finished run leaves no process id that
+    looks like a live writer (the file stays: deleting a lock file races with a run opening it)."""
+    for fd in _HELD.values():
+        try:
+            os.ftruncate(fd, 0)
+        except OSError:
+            pass
 
 
 def _inside(path: str, out: Path) -> bool:

@@ -134,3 +134,14 @@ def test_prepare_then_pretrain_and_older_folders(tmp_path):
     claim_output_dir(_recipe(bare, "training.resume_from_checkpoint=latest"))
     with pytest.raises(LmforgeError, match="would delete the checkpoint"):
         claim_output_dir(_recipe(bare, "training.resume_from_checkpoint=latest", "training.overwrite_output_dir=true"))
+
+
+def test_a_finished_process_leaves_no_process_id_in_the_lock(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("from pathlib import Path; from pipelines.runs.run_folder import lock_output_dir; "
+            f"lock_output_dir(Path({str(tmp_path)!r})); print(open({str(tmp_path / '.lock')!r}).read().strip())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip().isdigit()  # held: the writer's pid
+    assert (tmp_path / ".lock").read_text() == ""  # after the process ended: empty
