@@ -108,7 +108,7 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
         raise LmforgeError(f"--seeds {seeds}: must be >= 1")
     names = glue_task_list(task, glue_dir)
     recipe_name = recipe_name or glue_recipe_for(checkpoint_config(path).model_type)
-    root = Path(output_dir or default_output_root(path))
+    root = Path(output_dir or default_output_root(path, overrides))
     starts = init_from_overrides(init_from, task, names)
     summary = {}
     for name in names:
@@ -160,7 +160,7 @@ def run_downstream(task: str, path: str, data: str | None, recipe_name: str | No
         raise LmforgeError(f"--task {task}: no data; pass --data <folder in the official layout, or a Hub name> "
                            f"(make finetune TASK={task} MODEL=... DATA=<folder>)")
     recipe_name = recipe_name or DOWNSTREAM[task][0]
-    root = Path(output_dir or default_output_root(path) / task)
+    root = Path(output_dir or default_output_root(path, overrides) / task)
     where = os.path.abspath(data) if Path(data).exists() else data  # recipe.json works from anywhere
     fixed = [f"model.name_or_path={path}", f"objective.data={where}", f"name={recipe_name}-{task}",
              *DOWNSTREAM[task][1]]
@@ -276,7 +276,7 @@ def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None 
                 output_dir: str | None = None) -> dict:
     """Train `path` on `data` (local file or Hub dataset name); writes eval_results.json, prints ROUGE / BLEU."""
     recipe_name = recipe_name or SEQ2SEQ_RECIPE
-    root = Path(output_dir or default_output_root(path) / task.replace("/", "-"))
+    root = Path(output_dir or default_output_root(path, overrides) / task.replace("/", "-"))
     fixed = [f"model.name_or_path={path}", f"training.output_dir={root}", f"name={recipe_name}"]
     if data:
         # absolute, so the recipe.json of the run still points at the file from any directory

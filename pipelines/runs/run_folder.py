@@ -256,16 +256,31 @@ def claim_output_dir(recipe: Recipe, training: bool = True) -> Path:
     return out
 
 
-def default_output_root(model: str) -> Path:
+def default_output_root(model: str, overrides=()) -> Path:
     """Where `finetune` writes by default: runs/finetune/<label>, where a local folder is labelled by its
     parent, its own name and a short hash of its absolute path (runs/bert-tiny/final ->
     runs/finetune/bert-tiny-final-<hash>), so two models in folders of the same name (every export is
-    called `final`) never share an output folder; a Hub name is labelled org--name. `push` looks
-    there for an export's GLUE results."""
+    called `final`) never share an output folder; a Hub name is labelled org--name. The command
+    line's recipe overrides name a folder of their own (<label>@learning_rate-3e-5), so a second try
+    with other settings is a new run beside the first, not a clash with it. `push` looks in the
+    plain folder for an export's GLUE results."""
     folder = Path(model)
     if folder.is_dir():
         absolute = folder.resolve()
         digest = hashlib.sha256(str(absolute).encode()).hexdigest()[:8]
         label = "-".join(part for part in (absolute.parent.name, absolute.name) if part)
-        return Path("runs") / "finetune" / f"{label}-{digest}"
-    return Path("runs") / "finetune" / model.replace("/", "--")
+        root = Path("runs") / "finetune" / f"{label}-{digest}"
+    else:
+        root = Path("runs") / "finetune" / model.replace("/", "--")
+    return root.with_name(f"{root.name}@{settings_label(overrides)}") if overrides else root
+
+
+def settings_label(overrides) -> str:
+    """A folder-name label of key=value overrides: readable when short (learning_rate-3e-5_seed-7),
+    else a hash of them; the same settings in any order give the same label."""
+    pairs = sorted(o.partition("=")[::2] for o in overrides)
+    text = "_".join(f"{k.rsplit('.', 1)[-1]}-{v}" for k, v in pairs)
+    safe = "".join(c if c.isalnum() or c in "-_.+" else "-" for c in text)
+    if len(safe) <= 48:
+        return safe
+    return "settings-" + hashlib.sha256("\n".join(map("=".join, pairs)).encode()).hexdigest()[:10]
