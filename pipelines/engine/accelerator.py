@@ -12,6 +12,9 @@ def make_accelerator(t: TrainingSection):
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    from pipelines.runs.library_logs import quiet_accelerator_probe
+
+    quiet_accelerator_probe()
     if t.mixed_precision not in ("no", "bf16", "fp16"):
         raise LmforgeError(f"training.mixed_precision: '{t.mixed_precision}' is not one of no, bf16, fp16")
     accelerator = Accelerator(mixed_precision=t.mixed_precision,

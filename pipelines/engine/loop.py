@@ -33,6 +33,7 @@ from pipelines.engine.step import DeviceBatches, evaluate, to_device, train_step
 from pipelines.engine.step_stats import StepTally
 from pipelines.engine.stops import preempted, rewind_schedule, stop_nonfinite, weights_finite
 from pipelines.errors import LmforgeError
+from pipelines.runs.library_logs import LOG_FILE, capture_library_logs
 from pipelines.runs.tracking import JsonlLog
 
 
@@ -90,6 +91,7 @@ def setup(task, recipe: Recipe) -> Run:
         best = BestKeeper(*keep)
     if accelerator.is_main_process:  # before load_tokenizer(), which reuses output_dir/tokenizer
         claim_output_dir(recipe)
+        capture_library_logs(out)  # load reports, library notices: out/lmforge.log, not the terminal
     hf_set_seed(t.seed)
     # rank 0 trains the tokenizer and prepares the shards first; the other ranks then find both on
     # disk (same fingerprint) and memory-map the same files
@@ -356,6 +358,9 @@ def finish(run: Run, log) -> TrainResult:
         from pipelines.runs.results import write_results
 
         results = write_results(run, final_metrics, export_dirs, log)  # also logs the table to the trackers
+        notes = run.out / LOG_FILE
+        if notes.is_file() and notes.stat().st_size:
+            acc.print(f"library warnings and load reports: {notes}")
         if t.push_to_hub and export_dirs:
             from pipelines.runs.push import push_folder
 

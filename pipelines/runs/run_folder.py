@@ -28,7 +28,7 @@ from pipelines.errors import LmforgeError
 RUN_FILE = "run.json"
 LOCK_FILE = ".lock"
 # what lmforge writes into an output folder: all that overwrite_output_dir removes
-OWNED_FILES = ("run.json", "recipe.json", "metrics.jsonl", "results.json", "eval_results.json")
+OWNED_FILES = ("run.json", "recipe.json", "metrics.jsonl", "results.json", "eval_results.json", "lmforge.log")
 OWNED_DIRS = ("tokenizer", "checkpoints", "final")  # plus final-<name> (ELECTRA's final-generator)
 
 # Recipe fields that do not change what is trained, so a folder may be continued with other values:
