@@ -5,6 +5,10 @@ PY         := $(VENV)/bin/python
 # torch goes in first and pinned: on CPU machines pip takes the local CPU build; an unpinned
 # torch (or a range admitting newer releases) pulls several GB of CUDA wheels.
 TORCH_SPEC ?= torch==2.13.0
+# RECIPE: what `pretrain` / `prepare` train (tasks/recipes/<name>.yaml); MODEL: a trained checkpoint
+# (an export folder, a Hub name, or a recipe name meaning runs/<recipe>/final) for finetune, predict, push.
+# MODEL=<recipe> for pretrain still works (the older spelling).
+RECIPE     ?= $(if $(filter command line environment,$(origin MODEL)),$(MODEL),bert-tiny)
 MODEL      ?= bert-tiny
 TASK       ?= glue
 GLUE_DIR   ?=
@@ -46,10 +50,10 @@ test-fast: install
 	$(PY) -m pytest -q tests -m "not slow"
 
 prepare: install
-	$(PY) -m pipelines prepare $(MODEL) $(ARGS)
+	$(PY) -m pipelines prepare $(RECIPE) $(ARGS)
 
 pretrain: install
-	$(PY) -m pipelines pretrain $(MODEL) $(ARGS)
+	$(PY) -m pipelines pretrain $(RECIPE) $(ARGS)
 
 finetune: install
 	$(PY) -m pipelines finetune --task $(TASK) --model $(MODEL) $(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) \
