@@ -213,23 +213,25 @@ def loop(run: Run) -> JsonlLog:
     (training.nonfinite). SIGTERM / SIGINT save a checkpoint and stop."""
     t, acc = run.recipe.training, run.accelerator
     s = _loop_state(run)
-    with StopSignals(verbose=acc.is_local_main_process) as signals:
-        for step, micro, n_tok in _steps(run):
-            # the step
-            s.tally.add(step + 1, train_step(acc, run.model, run.optimizer, run.task, micro, t.max_grad_norm))
-            run.scheduler.step()  # rewound at the read below if this step turns out to be skipped
-            done = step + 1
-            s.window_tokens += n_tok
-            s.bar.update(1)
-            # the periodic actions
-            due = _due(run, s, done, signals)
-            if not due.read:
-                continue
-            logs = _read_and_log(run, s, done)
-            if due.evaluate and _evaluate_during_training(run, s, done):
-                break  # early stopping: finish() evaluates, exports and reports this step
-            _checkpoint_or_stop(run, s, done, due.save, signals.requested(acc), logs)
-    s.bar.close()
+    try:
+        with StopSignals(verbose=acc.is_local_main_process) as signals:
+            for step, micro, n_tok in _steps(run):
+                # the step
+                s.tally.add(step + 1, train_step(acc, run.model, run.optimizer, run.task, micro, t.max_grad_norm))
+                run.scheduler.step()  # rewound at the read below if this step turns out to be skipped
+                done = step + 1
+                s.window_tokens += n_tok
+                s.bar.update(1)
+                # the periodic actions
+                due = _due(run, s, done, signals)
+                if not due.read:
+                    continue
+                logs = _read_and_log(run, s, done)
+                if due.evaluate and _evaluate_during_training(run, s, done):
+                    break  # early stopping: finish() evaluates, exports and reports this step
+                _checkpoint_or_stop(run, s, done, due.save, signals.requested(acc), logs)
+    finally:  # also when a step, a save or a stop raises: the bar's line ends before any message
+        s.bar.close()
     return s.log
 
 
@@ -269,7 +271,6 @@ def _read_and_log(run: Run, s: LoopState, done: int) -> dict:
     rewind_schedule(run, read.bad_steps or int(acc.scaler is not None and acc.optimizer_step_was_skipped))
     s.skipped += read.bad_steps
     if read.first_bad and (t.nonfinite == "stop" or read.too_many):
-        s.bar.close()
         bad = read.first_bad if t.nonfinite == "stop" else read.too_many
         stop_nonfinite(run, s.log, bad.step, bad.why, bad.logs, read.in_a_row if read.too_many else 0)
     if read.first_bad:
@@ -321,13 +322,12 @@ def _checkpoint_or_stop(run: Run, s: LoopState, done: int, save: bool, signum: i
     acc, t = run.accelerator, run.recipe.training
     state = _trainer_state(run, done, s.skipped)
     if (save or signum) and not weights_finite(acc, run.model):
-        s.bar.close()
         stop_nonfinite(run, s.log, done, "the weights are not finite after the update", logs)
     if save:
         checkpoint.save_checkpoint(acc, run.out, done, state, t.save_total_limit, objects=[run.scheduler])
         s.saved_at = done
     if signum:
-        s.bar.close()
+        s.bar.close()  # before the main process prints where the checkpoint is
         raise preempted(run, signum, state, s.saved_at)
 
 
