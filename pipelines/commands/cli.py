@@ -158,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--results", default=None, help="results.json for the card (default: next to the export)")
     pu.add_argument("--glue_results", default=None,
                     help="glue_results.json for the card's model-index (default: finetune's output for this export)")
-    pu.add_argument("--license", default="apache-2.0")
+    pu.add_argument("--license", default=None, help="the card's license (e.g. apache-2.0, mit); none unless given")
     pu.set_defaults(func=_push)
     rp = sub.add_parser("report", help="static dashboard of the results under a runs folder")
     rp.add_argument("runs_dir", help="folder holding run output folders (results.json, glue_results.json)")

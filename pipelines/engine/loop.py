@@ -355,9 +355,13 @@ def finish(run: Run, log) -> TrainResult:
         run.best.restore(run.model)
     export_dirs = export(acc, run.task, run.model, run.tokenizer, run.out / "final")
     if acc.is_main_process:
+        from pipelines.runs.model_card import refresh_cards
         from pipelines.runs.results import write_results
 
         results = write_results(run, final_metrics, export_dirs, log)  # also logs the table to the trackers
+        held = (dict(run.best.metrics) if run.best is not None and run.best.metrics
+                else {k.removeprefix("eval/"): v for k, v in final_metrics.items()})
+        refresh_cards(export_dirs, run.recipe, held, acc.num_processes)  # the exports' cards carry their scores
         notes = run.out / LOG_FILE
         if notes.is_file() and notes.stat().st_size:
             acc.print(f"library warnings and load reports: {notes}")

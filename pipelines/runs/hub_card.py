@@ -87,6 +87,22 @@ def downstream_eval_results(entry: dict) -> list:
             for k, v in values.items()]
 
 
+def benchmark_results(recipe, metrics: dict) -> list | None:
+    """The model-index entries of a fine-tuning run's own metrics: GLUE or the papers' other benchmarks."""
+    o = recipe.objective
+    if recipe.task in ("glue", "glue-t5") and o.get("glue_task"):
+        from pipelines.runs.report.glue import task_metrics
+
+        try:
+            task_metrics(o["glue_task"], metrics, "")
+        except LmforgeError:
+            return None  # not the task's metrics (a run that stopped before its evaluation)
+        return glue_eval_results({o["glue_task"]: metrics})
+    name = {"squad": "squad_v2" if o.get("version_2_with_negative") else "squad", "ner": "ner",
+            "multiple-choice": o.get("dataset", "swag")}.get(recipe.task)
+    return downstream_eval_results({"task": name, **metrics}) if name in DOWNSTREAM_CARD else None
+
+
 def _hub_dataset(corpus: str | None) -> str | None:
     """The pretraining corpus where it is a Hub dataset name (not 'default', not a local path)."""
     if not corpus or corpus == "default" or Path(corpus).exists() or corpus.startswith(("/", ".", "~")):
@@ -94,9 +110,11 @@ def _hub_dataset(corpus: str | None) -> str | None:
     return corpus
 
 
-def card_data(repo_id: str, config: dict, run: dict | None, glue: dict | None, license: str,
+def card_data(repo_id: str, config: dict, run: dict | None, glue: dict | None, license: str | None,
               downstream: dict | None = None):
     from huggingface_hub import ModelCardData
+
+    from pipelines.runs.model_card import is_local, pipeline_tag
 
     recipe = (run or {}).get("recipe_config") or {}
     task = (run or {}).get("task") or recipe.get("task")
@@ -112,9 +130,24 @@ def card_data(repo_id: str, config: dict, run: dict | None, glue: dict | None, l
     if downstream:
         datasets.append(DOWNSTREAM_CARD[downstream["task"]][2])
         eval_results = (eval_results or []) + downstream_eval_results(downstream)
+    base = (recipe.get("model") or {}).get("name_or_path")
+    arch = (config.get("architectures") or [""])[0]
     return ModelCardData(license=license, library_name="transformers", tags=list(dict.fromkeys(tags)),
+                         pipeline_tag=pipeline_tag(arch), base_model=None if is_local(base) else base,
                          datasets=datasets or None, eval_results=eval_results,
                          model_name=repo_id.split("/")[-1] if eval_results else None)  # the model-index's name
+
+
+def without_local_paths(value):
+    """The recipe with every local path replaced by its last part: a published card names no folder of
+    the machine that trained it."""
+    from pipelines.runs.model_card import is_local, public_name
+
+    if isinstance(value, dict):
+        return {k: without_local_paths(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_local_paths(v) for v in value]
+    return public_name(value) if isinstance(value, str) and is_local(value) else value
 
 
 def _training_lines(run: dict) -> list[str]:
@@ -147,7 +180,7 @@ def _glue_table(glue: dict) -> list[str]:
     lines = ["| task | score | metrics |", "|---|---|---|"]
     for task, entry in glue.items():
         metrics = ", ".join(f"{k} {100 * v:.2f}" for k, v in reported_metrics(entry).items()
-                            if isinstance(v, (int, float)))
+                            if isinstance(v, (int, float)) and not k.startswith("loss"))  # scores x 100, not losses
         seeds = f" (median of {len(entry['seeds'])} seeds)" if "seeds" in entry else ""
         lines.append(f"| {column_title(task)} | {scores[task]:.2f} | {metrics}{seeds} |")
     lines.append(f"| **GLUE average** ({len(scores)} tasks) | **{glue_average(scores):.2f}** | |")
@@ -155,7 +188,7 @@ def _glue_table(glue: dict) -> list[str]:
 
 
 def model_card_text(repo_id: str, folder: Path, run: dict | None, glue: dict | None,
-                    license: str = "apache-2.0", downstream: dict | None = None) -> str:
+                    license: str | None = None, downstream: dict | None = None) -> str:
     config = export_config(folder)
     data = card_data(repo_id, config, run, glue, license, downstream)
     arch = ", ".join(config.get("architectures") or []) or config.get("model_type", "model")
@@ -173,5 +206,5 @@ def model_card_text(repo_id: str, folder: Path, run: dict | None, glue: dict | N
                  *[f"| {k} | {100 * v:.2f} |" for k, v in values.items()],
                  *(["", f"Median of {seeds} seeds."] if seeds > 1 else []), ""]
     if run and run.get("recipe_config"):
-        body += ["## Recipe", "", "```json", json.dumps(run["recipe_config"], indent=2), "```", ""]
+        body += ["## Recipe", "", "```json", json.dumps(without_local_paths(run["recipe_config"]), indent=2), "```", ""]
     return f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)

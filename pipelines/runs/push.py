@@ -137,7 +137,7 @@ def _bound_requests(seconds: float) -> None:
 
 def push_folder(folder: str | Path, repo_id: str, private: bool = False, commit_message: str = "lmforge export",
                 results: dict | str | Path | None = None, glue: str | Path | None = None,
-                token: str | None = None, dry_run: bool = False, license: str = "apache-2.0") -> str:
+                token: str | None = None, dry_run: bool = False, license: str | None = None) -> str:
     """Stage `folder` with its model card and upload it to `repo_id` (dry_run: stage only). Returns the
     commit URL, or the staged folder for a dry run. The token: `token`, else HF_TOKEN, else a stored login."""
     from pipelines.runs.hub_card import model_card_text
