@@ -10,27 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PIPELINE_TAGS = (  # architecture name ending -> the transformers pipeline the export serves
-    ("ForSequenceClassification", "text-classification"), ("ForQuestionAnswering", "question-answering"),
-    ("ForTokenClassification", "token-classification"), ("ForMaskedLM", "fill-mask"), ("ForPreTraining", "fill-mask"),
-    ("ForCausalLM", "text-generation"), ("LMHeadModel", "text-generation"),
-    ("ForConditionalGeneration", "text2text-generation"),
-)
-
-
-def is_local(name: str | None) -> bool:
-    return bool(name) and (Path(name).exists() or name.startswith(("/", ".", "~")))
-
-
-def public_name(name: str | None) -> str | None:
-    """A Hub name as it is; a local path as its last part (cards travel, paths do not)."""
-    if not name:
-        return None
-    return f"{Path(name).name} (local)" if is_local(name) else name
-
-
-def pipeline_tag(architecture: str) -> str | None:
-    return next((tag for ending, tag in PIPELINE_TAGS if architecture.endswith(ending)), None)
+from pipelines.runs.card_parts import OBJECTIVE_TAGS, benchmark_results, is_local, pipeline_tag, public_name
 
 
 def card_metadata(architecture: str, recipe=None, metrics: dict | None = None):
@@ -38,7 +18,6 @@ def card_metadata(architecture: str, recipe=None, metrics: dict | None = None):
     the model-index of `metrics` for GLUE and the papers' other benchmarks."""
     from huggingface_hub import ModelCardData
 
-    from pipelines.runs.hub_card import OBJECTIVE_TAGS, benchmark_results
 
     task = recipe.task if recipe else None
     tags = list(dict.fromkeys(["lmforge", *([task] if task else []), *OBJECTIVE_TAGS.get(task, [])]))

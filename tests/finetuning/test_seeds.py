@@ -44,5 +44,5 @@ def test_glue_runs_each_seed_and_reports_median_mean_std(tmp_path, capsys):
     assert len((tmp_path / "ft" / "submission" / "SST-2.tsv").read_text().splitlines()) == 3
     with pytest.raises(LmforgeError, match="--seeds 0"):
         run_finetune("glue/sst2", str(tmp_path / "base"), glue_dir=str(glue), seeds=0)
-    with pytest.raises(LmforgeError, match="GLUE tasks only"):
+    with pytest.raises(LmforgeError, match="several seeds are supported for GLUE and squad, squad_v2, swag, race"):
         run_finetune("summarization", str(tmp_path / "base"), seeds=2)

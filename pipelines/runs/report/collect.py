@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from pipelines.errors import LmforgeError
 # folders an output folder holds that never contain results of their own: skipped while walking,
 # as are hidden (temp) folders and saved models (exports, a push's staging folder)
 SKIP_DIRS = frozenset({"checkpoints", "tokenizer", "wandb"})
+KIND = re.compile(r"[A-Za-z0-9_-]{1,40}")  # a run's kind names its plots' PNG files
 
 
 @dataclass
@@ -118,7 +120,29 @@ def check_results(path: Path, results: dict) -> dict:
     for key, value in results.get("metrics", {}).items():
         if value is not None and not _is_number(value):
             raise LmforgeError(f"{path}: metrics.{key} is {value!r}, expected a number")
+    kind = results.get("kind", "run")
+    if not isinstance(kind, str) or not KIND.fullmatch(kind):
+        raise LmforgeError(f"{path}: kind is {kind!r}, expected a name such as pretrain, finetune or distill")
     return results
+
+
+def eval_key_order(key: str) -> tuple:
+    """Sort key of evaluation metrics: task metrics (accuracy, f1, ...) first, then the total loss, then
+    its terms; a report that shows only a few never hides the accuracies behind the losses."""
+    name = key.removeprefix("eval/")
+    return (0 if "loss" not in name else 1 if name == "loss" else 2, name)
+
+
+def shown_path(value: str, root: Path) -> str:
+    """A model or folder as a page shows it: relative to the runs folder when inside it, else its last two
+    parts; a Hub id or a relative path as it is. A report is shared, the machine's folders are not."""
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        return value
+    path, root = path.resolve(), root.resolve()
+    if path == root or root in path.parents:
+        return _label(path, root)
+    return "…/" + "/".join([p for p in path.parts if p != path.anchor][-2:])
 
 
 def _check_metrics(path: Path, where: str, metrics) -> None:

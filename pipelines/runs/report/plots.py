@@ -1,15 +1,36 @@
 """The report's plots as matplotlib Figures (built without pyplot: no global state, no display; PNGs
-come from matplotlib's Agg renderer, and a notebook shows the same Figure objects). A function
-returns None when the runs hold nothing to plot, so the page shows only plots with data."""
+come from matplotlib's Agg renderer, and a notebook shows the same Figure objects). A builder returns
+None when the runs hold nothing to plot, so the page shows only plots with data.
+
+Curves come one figure set per run kind (pretraining, distillation, fine-tuning): their losses,
+learning rates and speeds differ by orders of magnitude, so they never share axes."""
 
 from __future__ import annotations
 
 import io
+import math
+from dataclasses import dataclass
 
-from pipelines.runs.report.collect import Collected, RunResult
+from pipelines.runs.report.collect import Collected, RunResult, eval_key_order
 from pipelines.runs.report.glue import GLUE_TASKS, leaderboard, reported_metrics, seed_scores, task_score
 
 MAX_EVAL_PANELS = 6
+# run kinds as results.json records them (pipelines/runs/results.py), in page order; results of older
+# versions have none ("run")
+KINDS = {"pretrain": "Pretraining", "distill": "Distillation", "finetune": "Fine-tuning"}
+TRAIN_PANELS = (("loss", "training loss"), ("lr", "learning rate"), ("grad_norm", "grad norm"))
+
+
+@dataclass
+class Plot:
+    name: str  # the PNG is <name>.png
+    section: str  # the page's heading over it
+    caption: str
+    figure: object  # a matplotlib Figure
+
+
+def kind_title(kind: str) -> str:
+    return KINDS.get(kind) or ("Runs without a kind" if kind == "run" else f"Kind '{kind}'")
 
 
 def _figure(width: float, height: float, panels: int = 1):
@@ -26,69 +47,124 @@ def _steps_axis(ax) -> None:
     ax.grid(alpha=0.3)
 
 
-def training_runs(collected: Collected) -> list[RunResult]:
-    """Pretraining and distillation runs: the ones whose curves are worth a look (a GLUE sweep has
-    dozens of short fine-tuning runs, summarised by the leaderboard instead)."""
-    return [r for r in collected.runs if r.kind != "finetune" and r.train_records]
+def _finite(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def loss_figure(collected: Collected):
-    runs = training_runs(collected)
-    if not runs:
+def points(records: list[dict], key: str) -> tuple[list, list]:
+    """(steps, values) of the records that logged `key` as a finite number."""
+    pts = [(r["step"], r[key]) for r in records if _finite(r.get("step")) and _finite(r.get(key))]
+    return [s for s, _ in pts], [v for _, v in pts]
+
+
+def _draw(ax, xs: list, ys: list, color, label: str, markers: bool = False) -> None:
+    """One run's curve; a single point is a marker, since a one-point line draws nothing."""
+    single = len(xs) == 1
+    ax.plot(xs, ys, color=color, label=label, marker="o" if markers or single else None,
+            markersize=6 if single else 3)
+
+
+def _legend(fig, axes) -> None:
+    """One legend under the panels: every panel's runs share one colour each."""
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center",
+                   ncols=min(4, len(handles)), fontsize="small")
+
+
+def run_colors(runs: list[RunResult]) -> dict:
+    """label -> colour, the same in every figure of a kind."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if len(runs) <= 10 else "tab20"]
+    return {run.label: cmap(i % cmap.N) for i, run in enumerate(runs)}
+
+
+def kind_groups(collected: Collected) -> dict[str, list[RunResult]]:
+    """The runs by kind, known kinds first."""
+    groups: dict[str, list[RunResult]] = {}
+    for run in collected.runs:
+        groups.setdefault(run.kind, []).append(run)
+    rank = {k: i for i, k in enumerate(KINDS)}
+    return {k: groups[k] for k in sorted(groups, key=lambda k: (rank.get(k, len(rank)), k))}
+
+
+def _curve_panels(fig, axes, runs: list[RunResult], keys: list[tuple[str, str]], colors: dict,
+                  markers: bool = False) -> None:
+    for ax, (key, title) in zip(axes, keys):
+        for run in runs:
+            xs, ys = points(run.records, key)
+            if xs:
+                _draw(ax, xs, ys, colors[run.label], run.label, markers)
+        ax.set_title(title)
+        _steps_axis(ax)
+    _legend(fig, axes)
+
+
+def training_figure(runs: list[RunResult], title: str, colors: dict | None = None):
+    """Training loss, learning rate and grad norm per logged step."""
+    panels = [(k, t) for k, t in TRAIN_PANELS if any(points(r.records, k)[0] for r in runs)]
+    if not panels:
         return None
-    fig, (ax,) = _figure(8, 4)
-    for run in runs:
-        recs = run.train_records
-        ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], label=run.label)
-    ax.set(title="Training loss", ylabel="loss")
-    _steps_axis(ax)
-    ax.legend(fontsize="small")
+    fig, axes = _figure(4.2 * len(panels) + 0.6, 4, len(panels))
+    _curve_panels(fig, axes, runs, panels, colors or run_colors(runs))
+    fig.suptitle(f"{title}: training")
     return fig
 
 
-def _eval_keys(runs: list[RunResult]) -> list[str]:
-    keys = sorted({k for run in runs for r in run.eval_records for k in r if k.startswith("eval/")})
-    keys.sort(key=lambda k: (k != "eval/loss", k))  # the total loss first
-    return keys[:MAX_EVAL_PANELS]
+def eval_keys(runs: list[RunResult]) -> list[str]:
+    """The evaluation metrics the runs logged, task metrics before losses (at most MAX_EVAL_PANELS)."""
+    keys = {k for run in runs for r in run.records if "step" in r for k in r if k.startswith("eval/")}
+    return sorted(keys, key=eval_key_order)[:MAX_EVAL_PANELS]
 
 
-def eval_figure(collected: Collected):
-    runs = [r for r in training_runs(collected) if r.eval_records]
-    keys = _eval_keys(runs)
+def eval_figure(runs: list[RunResult], title: str, colors: dict | None = None):
+    """Each evaluation metric per evaluated step (markers: evaluations are few)."""
+    keys = [k for k in eval_keys(runs) if any(points(r.records, k)[0] for r in runs)]
     if not keys:
         return None
-    fig, axes = _figure(3.2 * len(keys) + 1, 3.4, len(keys))
-    for ax, key in zip(axes, keys):
-        for run in runs:
-            pts = [(r["step"], r[key]) for r in run.eval_records if isinstance(r.get(key), (int, float))]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", markersize=3, label=run.label)
-        ax.set_title(key)
-        _steps_axis(ax)
-    axes[0].legend(fontsize="small")
+    fig, axes = _figure(3.4 * len(keys) + 0.6, 3.8, len(keys))
+    _curve_panels(fig, axes, runs, [(k, k) for k in keys], colors or run_colors(runs), markers=True)
+    fig.suptitle(f"{title}: evaluation")
     return fig
 
 
-def throughput_figure(collected: Collected):
-    """Tokens/s over the steps of the training runs, and each run's average (every run with one)."""
-    runs = [r for r in collected.runs if isinstance(r.results.get("tokens_per_sec"), (int, float))]
-    curves = [r for r in training_runs(collected) if any("tokens_per_sec" in t for t in r.train_records)]
-    if not runs and not curves:
+def _nothing(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color="0.5")
+    ax.set_axis_off()
+
+
+def throughput_figure(runs: list[RunResult], title: str, colors: dict | None = None):
+    """Tokens/s per logged step and each run's average, both from 0 (a zoomed axis exaggerates jitter)."""
+    colors = colors or run_colors(runs)
+    curves = [r for r in runs if points(r.records, "tokens_per_sec")[0]]
+    averages = [r for r in runs if _finite(r.results.get("tokens_per_sec"))]
+    if not curves and not averages:
         return None
-    fig, axes = _figure(11, 4, 2)
-    for run in curves:
-        recs = [t for t in run.train_records if "tokens_per_sec" in t]
-        axes[0].plot([t["step"] for t in recs], [t["tokens_per_sec"] for t in recs], label=run.label)
-    axes[0].set(title="Training throughput", ylabel="tokens / s")
-    _steps_axis(axes[0])
+    fig, axes = _figure(11, max(4.0, 1.5 + 0.25 * len(averages)), 2)
     if curves:
-        axes[0].legend(fontsize="small")
-    labels = [r.label for r in runs]
-    axes[1].barh(range(len(runs)), [r.results["tokens_per_sec"] for r in runs])
-    axes[1].set_yticks(range(len(runs)), labels, fontsize="x-small")
-    axes[1].invert_yaxis()
-    axes[1].set(title="Average tokens / s per run", xlabel="tokens / s")
+        _curve_panels(fig, axes[:1], curves, [("tokens_per_sec", "tokens / s per logged step")], colors)
+        axes[0].set_ylim(bottom=0)
+    else:
+        _nothing(axes[0], "no tokens_per_sec in metrics.jsonl")
+    if averages:
+        _average_bars(axes[1], averages, colors)
+    else:
+        _nothing(axes[1], "no tokens_per_sec in results.json")
+    fig.suptitle(f"{title}: throughput")
     return fig
+
+
+def _average_bars(ax, runs: list[RunResult], colors: dict) -> None:
+    ax.barh(range(len(runs)), [r.results["tokens_per_sec"] for r in runs], color=[colors[r.label] for r in runs])
+    ax.set_yticks(range(len(runs)), [r.label for r in runs], fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set_xlim(left=0)
+    ax.set(title="average tokens / s per run", xlabel="tokens / s")
+    ax.grid(alpha=0.3, axis="x")
 
 
 def glue_figure(collected: Collected):
@@ -132,20 +208,26 @@ def seed_figure(collected: Collected):
     return fig
 
 
-# name -> (builder, caption); the PNG of each is <name>.png
-FIGURES = {
-    "glue": (glue_figure, "GLUE dev score per task and model"),
-    "seeds": (seed_figure, "Seed spread of the GLUE task scores"),
-    "loss": (loss_figure, "Training loss of the pretraining runs"),
-    "eval": (eval_figure, "Evaluation metrics during pretraining"),
-    "throughput": (throughput_figure, "Throughput"),
-}
+# the curves of each kind: (name suffix, builder, caption)
+CURVES = (
+    ("training", training_figure, "training loss, learning rate and grad norm per logged step"),
+    ("eval", eval_figure, "evaluation metrics per evaluated step"),
+    ("throughput", throughput_figure, "tokens / s per logged step and each run's average (axes from 0)"),
+)
 
 
-def all_figures(collected: Collected) -> dict:
-    """name -> Figure for every plot the runs have data for."""
-    built = {name: build(collected) for name, (build, _) in FIGURES.items()}
-    return {name: fig for name, fig in built.items() if fig is not None}
+def kind_plots(kind: str, runs: list[RunResult]) -> list[Plot]:
+    title, colors = kind_title(kind), run_colors(runs)
+    built = [(f"{kind}-{suffix}", build(runs, title, colors), caption) for suffix, build, caption in CURVES]
+    return [Plot(name, title, f"{title}: {caption}", fig) for name, fig, caption in built if fig is not None]
+
+
+def all_plots(collected: Collected) -> list[Plot]:
+    """Every plot the runs have data for: GLUE's, then each kind's curves."""
+    glue = [Plot("glue", "GLUE", "GLUE dev score per task and model", glue_figure(collected)),
+            Plot("seeds", "GLUE", "Seed spread of the GLUE task scores", seed_figure(collected))]
+    curves = [p for kind, runs in kind_groups(collected).items() for p in kind_plots(kind, runs)]
+    return [p for p in glue if p.figure is not None] + curves
 
 
 def to_png(fig) -> bytes:
