@@ -26,6 +26,9 @@ NINE_TASKS = {
 }
 RTE_SEEDS = {1: {"accuracy": 0.55}, 2: {"accuracy": 0.60}, 3: {"accuracy": 0.70}}  # median 0.60
 NINE_TASK_AVERAGE = sum(score for _, score in NINE_TASKS.values()) / 9
+# the report's PNGs for the sample runs, in page order: GLUE's, then the curves of each run kind
+SAMPLE_PLOTS = ["glue.png", "seeds.png", "pretrain-training.png", "pretrain-eval.png", "pretrain-throughput.png",
+                "finetune-training.png", "finetune-eval.png", "finetune-throughput.png"]
 
 
 @functools.cache

@@ -6,7 +6,7 @@ import os
 import shutil
 
 import pytest
-from report_samples import NINE_TASK_AVERAGE, sample_runs
+from report_samples import NINE_TASK_AVERAGE, SAMPLE_PLOTS, sample_runs
 
 from pipelines.runs.report import build_report
 
@@ -39,7 +39,7 @@ def test_page_renders_with_every_plot_loaded(browser, tmp_path):
     page.goto(index.as_uri(), wait_until="load")
     images = page.evaluate("Array.from(document.images).map(i => ({src: i.getAttribute('src'), "
                            "done: i.complete, w: i.naturalWidth, h: i.naturalHeight}))")
-    assert [i["src"] for i in images] == ["glue.png", "seeds.png", "loss.png", "eval.png", "throughput.png"]
+    assert [i["src"] for i in images] == SAMPLE_PLOTS
     broken = [i["src"] for i in images if not (i["done"] and i["w"] > 0 and i["h"] > 0)]
     assert broken == [], f"images that did not load: {broken}"
 

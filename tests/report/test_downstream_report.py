@@ -36,3 +36,15 @@ def test_a_malformed_downstream_file_names_itself(tmp_path):
     _write(tmp_path / "runs" / "x", {"task": "squad", "exact_match": "high", "f1": 0.5})
     with pytest.raises(LmforgeError, match=r"eval_results.json: metrics.exact_match is 'high', expected a number"):
         build_report(tmp_path / "runs", tmp_path / "report")
+
+
+def test_model_paths_show_relative_to_the_runs_folder_or_as_their_last_parts(tmp_path):
+    runs = tmp_path / "runs"
+    _write(runs / "squad-a", {"task": "squad", "model": str(runs / "bert" / "final"), "exact_match": 0.5, "f1": 0.6})
+    _write(runs / "squad-b", {"task": "squad", "model": str(tmp_path / "models" / "bert-x"), "exact_match": 0.5,
+                              "f1": 0.6})
+    _write(runs / "squad-c", {"task": "squad", "model": "google-bert/bert-base-uncased", "exact_match": 0.5, "f1": 0.6})
+    page = build_report(runs, tmp_path / "report").read_text()
+    assert str(tmp_path) not in page
+    for shown in ('"muted">bert/final<', '"muted">…/models/bert-x<', '"muted">google-bert/bert-base-uncased<'):
+        assert shown in page, shown

@@ -2,13 +2,15 @@
 from real runs, and one clear error line for every bad input."""
 
 import json
+import re
 import subprocess
 import sys
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 from conftest import REPO
-from report_samples import NINE_TASK_AVERAGE, NINE_TASKS, RTE_SEEDS, sample_runs
+from report_samples import NINE_TASK_AVERAGE, NINE_TASKS, RTE_SEEDS, SAMPLE_PLOTS, sample_runs
 
 from pipelines.commands.cli import build_parser, run_command
 from pipelines.errors import LmforgeError
@@ -114,12 +116,66 @@ def test_report_page_from_real_runs(tmp_path):
     runs = [cells[0] for attrs, cells in page.tables["runs"][1:]]
     assert runs == ["bert-tiny", "finetune/tiny-sst2/sst2/seed-42", "finetune/tiny-sst2/sst2/seed-43"]
     shown = [img["src"] for img in page.images]
-    assert shown == ["glue.png", "seeds.png", "loss.png", "eval.png", "throughput.png"]
+    assert shown == SAMPLE_PLOTS
     for name in shown:
         assert (tmp_path / "report" / name).read_bytes()[:8] == PNG
     marker = json.loads((tmp_path / "report" / "report.json").read_text())
     assert marker["plots"] == shown and marker["runs"] == runs
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no temp folder left
+
+
+def machine_paths(html: str) -> list[str]:
+    """Strings on the page that start with "/" and name a file or folder of this machine."""
+    found = [s.rstrip(":,;.)") for s in re.findall(r"(?:^|(?<=[\s\"'>(=]))/[^\s\"'<>]+", html)]
+
+    def exists(s: str) -> bool:
+        try:
+            return len(s) > 1 and Path(s).exists()
+        except OSError:  # a name too long for the file system
+            return False
+
+    return [s for s in found if exists(s)]
+
+
+def test_the_page_names_no_local_path(tmp_path):
+    html = build_report(sample_runs(), tmp_path / "report").read_text()
+    assert machine_paths(html) == []
+    for local in (tmp_path, sample_runs().parent, REPO):
+        assert str(local) not in html
+    assert machine_paths(f"<p>{sample_runs()}: 3 runs</p><td>x/bin</td>") == [str(sample_runs())]  # it sees one
+    page = Rows(html)
+    tiny = next(cells for attrs, cells in page.tables["leaderboard"][1:] if attrs["data-label"] == "finetune/tiny-sst2")
+    assert tiny[0].endswith("…/inputs/tiny-bert")  # the fine-tuned checkpoint, outside the runs folder
+    assert "runs: 3 runs, 2 GLUE results" in html  # the runs folder by its name
+
+
+def test_final_eval_shows_task_metrics_before_losses(tmp_path):
+    page = Rows(build_report(sample_runs(), tmp_path / "report").read_text())
+    head, *rows = page.tables["runs"]
+    column = head[1].index("final eval")
+    shown = {cells[0]: cells[column] for _, cells in rows}
+    m = json.loads((sample_runs() / "bert-tiny" / "results.json").read_text())["metrics"]
+    assert shown["bert-tiny"] == (f"mlm_accuracy={m['eval/mlm_accuracy']:.4f}, "
+                                  f"nsp_accuracy={m['eval/nsp_accuracy']:.4f}, loss={m['eval/loss']:.4f}, "
+                                  f"loss/mlm={m['eval/loss/mlm']:.4f}, … (+1)")
+    for seed in (42, 43):
+        label = f"finetune/tiny-sst2/sst2/seed-{seed}"
+        m = json.loads((sample_runs() / label / "results.json").read_text())["metrics"]
+        assert shown[label] == f"accuracy={m['eval/accuracy']:.4f}, loss={m['eval/loss']:.4f}"
+
+
+def test_final_eval_never_hides_an_accuracy_behind_losses():
+    from pipelines.runs.report.collect import Collected, RunResult
+    from pipelines.runs.report.page import runs_html
+
+    metrics = {"eval/loss": 1.0, "eval/loss/a": 0.5, "eval/loss/b": 0.25, "eval/loss/c": 0.125, "eval/f1": 0.5,
+               "eval/accuracy": 0.875, "eval/rtd_accuracy": 0.9}
+    run = RunResult("x", Path("x"), {"recipe": "r", "steps": 1, "tokens": 1, "metrics": metrics})
+    cells = Rows(runs_html(Collected(Path("."), [run], []))).tables["runs"][1][1]
+    assert cells[-2] == "accuracy=0.8750, f1=0.5000, rtd_accuracy=0.9000, loss=1.0000, … (+3)"
+    old = RunResult("y", Path("y"), {"recipe": "r", "steps": 1, "tokens": 1, "eval/loss": 2.0, "eval/accuracy": 0.5})
+    cells = Rows(runs_html(Collected(Path("."), [old], []))).tables["runs"][1][1]
+    assert cells[-2] == "accuracy=0.5000, loss=2.0000"  # results.json of older versions: flat eval keys
 
 
 def test_default_out_is_inside_the_runs_folder_and_is_replaced_not_read(tmp_path):
@@ -163,6 +219,8 @@ RESULTS = '{"recipe": "x", "steps": 1, "tokens": 1}'
     ({"a/results.json": "[1, 2]"}, ["a/results.json", "expected a JSON object, found list"]),
     ({"a/results.json": '{"recipe": "x", "steps": "ten", "tokens": 1}'}, ["a/results.json", "steps is 'ten'"]),
     ({"a/results.json": '{"steps": 1, "tokens": 1}'}, ["a/results.json", "no 'recipe' field"]),
+    ({"a/results.json": '{"recipe": "x", "steps": 1, "tokens": 1, "kind": "../up"}'},
+     ["a/results.json", "kind is '../up'"]),
     ({"a/results.json": RESULTS, "a/metrics.jsonl": '{"step": 1}\n{torn\n{"step": 2}\n'},
      ["a/metrics.jsonl:2", "not a JSON record"]),
     ({"g/glue_results.json": '{"sst3": {"accuracy": 0.9}}'}, ["g/glue_results.json", "'sst3' is not a GLUE task"]),
@@ -188,7 +246,7 @@ def test_a_torn_last_metrics_line_is_a_killed_run_not_an_error(tmp_path):
     (tmp_path / "a" / "metrics.jsonl").write_text('{"step": 1, "loss": 2.0}\n{"step": 2, "lo')
     code, _, err = report_cli(tmp_path, "--out", tmp_path / "out")
     assert code == 0, err
-    assert "loss.png" in (tmp_path / "out" / "index.html").read_text()
+    assert "run-training.png" in (tmp_path / "out" / "index.html").read_text()  # no kind: an older results.json
 
 
 def test_missing_folder_and_unsafe_out_are_refused(tmp_path):

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipelines.errors import LmforgeError
+from pipelines.runs.report.paths import run_label
 
 # folders an output folder holds that never contain results of their own: skipped while walking,
 # as are hidden (temp) folders and saved models (exports, a push's staging folder)
@@ -133,18 +134,6 @@ def eval_key_order(key: str) -> tuple:
     return (0 if "loss" not in name else 1 if name == "loss" else 2, name)
 
 
-def shown_path(value: str, root: Path) -> str:
-    """A model or folder as a page shows it: relative to the runs folder when inside it, else its last two
-    parts; a Hub id or a relative path as it is. A report is shared, the machine's folders are not."""
-    path = Path(value).expanduser()
-    if not path.is_absolute():
-        return value
-    path, root = path.resolve(), root.resolve()
-    if path == root or root in path.parents:
-        return _label(path, root)
-    return "…/" + "/".join([p for p in path.parts if p != path.anchor][-2:])
-
-
 def _check_metrics(path: Path, where: str, metrics) -> None:
     if not isinstance(metrics, dict) or not metrics:
         raise LmforgeError(f"{path}: {where} is {metrics!r}, expected an object of metric values")
@@ -188,11 +177,6 @@ def _model_of(root: Path, tasks: dict) -> str | None:
     return None
 
 
-def _label(path: Path, root: Path) -> str:
-    rel = path.relative_to(root).as_posix()
-    return root.resolve().name if rel == "." else rel
-
-
 def collect_runs(root: str | Path, skip: Path | None = None) -> Collected:
     """All results under `root` (a folder of output folders, or one output folder); `skip` (the report's
     own folder) is not read. No result at all is an error: a report of nothing hides a wrong path."""
@@ -212,12 +196,12 @@ def collect_runs(root: str | Path, skip: Path | None = None) -> Collected:
                                                 or (skip is not None and (here / d).resolve() == skip)))
         if "results.json" in files:
             path = here / "results.json"
-            runs.append(RunResult(_label(here, root), here, check_results(path, read_json(path)),
+            runs.append(RunResult(run_label(here, root), here, check_results(path, read_json(path)),
                                   read_metrics_log(here / "metrics.jsonl")))
         if "glue_results.json" in files:
             path = here / "glue_results.json"
             tasks = check_glue(path, read_json(path))
-            glue.append(GlueResult(_label(here, root), here, _model_of(here, tasks), tasks))
+            glue.append(GlueResult(run_label(here, root), here, _model_of(here, tasks), tasks))
         if "eval_results.json" in files:
             path = here / "eval_results.json"
             entry = read_json(path)
@@ -225,7 +209,7 @@ def collect_runs(root: str | Path, skip: Path | None = None) -> Collected:
                 _check_metrics(path, "median" if "median" in entry else "metrics",
                                entry.get("median", {k: v for k, v in entry.items() if k in SHOWN[entry["task"]]}))
                 model = entry.get("model")
-                downstream.append(DownstreamResult(_label(here, root), here, entry["task"],
+                downstream.append(DownstreamResult(run_label(here, root), here, entry["task"],
                                                    model if isinstance(model, str) else None, entry))
     if not runs and not glue and not downstream:
         raise LmforgeError(f"runs folder {root}: no lmforge results in it (no results.json, glue_results.json or "

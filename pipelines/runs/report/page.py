@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from html import escape
 
-from pipelines.runs.report.collect import Collected, RunResult
+from pipelines.runs.report.collect import Collected, RunResult, eval_key_order
 from pipelines.runs.report.downstream import downstream_html
 from pipelines.runs.report.glue import column_title, leaderboard
+from pipelines.runs.report.paths import shown_path
+
+FINAL_EVAL_SHOWN = 4  # the runs table's "final eval" cell; the cell's tooltip holds them all
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem; color: #222; }
@@ -38,7 +41,7 @@ def leaderboard_html(collected: Collected) -> str:
         cells = "".join(f"<td>{_num(row.scores.get(t))}"
                         + (f' <span class="muted">({row.seeds[t]} seeds)</span>' if row.seeds.get(t, 1) > 1 else "")
                         + "</td>" for t in tasks)
-        model = f'<br><span class="muted">{escape(row.model)}</span>' if row.model else ""
+        model = f'<br><span class="muted">{escape(shown_path(row.model, collected.root))}</span>' if row.model else ""
         body.append(f'<tr class="model-row" data-label="{escape(row.label)}"><td>{escape(row.label)}{model}</td>'
                     f"{cells}<td><b>{_num(row.average)}</b></td><td>{len(row.scores)}</td></tr>")
     return (f'<table id="leaderboard"><thead><tr><th>model</th>{head}<th>GLUE average</th><th>tasks</th></tr>'
@@ -55,10 +58,21 @@ def _hardware(run: RunResult) -> str:
     return f"{device} x {n}" if device and n and n > 1 else (device or "–")
 
 
-def _main_metric(run: RunResult) -> str:
+def final_eval(run: RunResult) -> list[tuple[str, float]]:
+    """(metric, value) of the run's last evaluation, task metrics (accuracy, f1, ...) before losses."""
     metrics = run.results.get("metrics") or {k: v for k, v in run.results.items() if k.startswith("eval/")}
-    shown = [(k, v) for k, v in metrics.items() if isinstance(v, (int, float)) and "/" in k][:3]
-    return ", ".join(f"{escape(k)}={v:.4g}" for k, v in shown) or "–"
+    shown = [(k, v) for k, v in metrics.items()
+             if k.startswith("eval/") and isinstance(v, (int, float)) and not isinstance(v, bool)]
+    return [(k.removeprefix("eval/"), v) for k, v in sorted(shown, key=lambda kv: eval_key_order(kv[0]))]
+
+
+def _final_eval_cell(run: RunResult) -> str:
+    metrics = [f"{name}={value:.4f}" for name, value in final_eval(run)]
+    if not metrics:
+        return '<td class="text">–</td>'
+    more = f", … (+{len(metrics) - FINAL_EVAL_SHOWN})" if len(metrics) > FINAL_EVAL_SHOWN else ""
+    return (f'<td class="text final-eval" title="{escape(", ".join(metrics))}">'
+            f"{escape(', '.join(metrics[:FINAL_EVAL_SHOWN]))}{more}</td>")
 
 
 def runs_html(collected: Collected) -> str:
@@ -67,26 +81,38 @@ def runs_html(collected: Collected) -> str:
     rows = []
     for run in collected.runs:
         r = run.results
-        commit = r.get("git_commit")
-        rows.append(f'<tr class="run-row"><td>{escape(run.label)}</td><td class="text">{escape(str(r["recipe"]))}</td>'
+        commit, recipe = r.get("git_commit"), shown_path(r["recipe"], collected.root)
+        rows.append(f'<tr class="run-row"><td>{escape(run.label)}</td><td class="text">{escape(recipe)}</td>'
                     f'<td class="text">{escape(run.kind)}</td><td>{_num(r["steps"])}</td><td>{_num(r["tokens"])}</td>'
                     f'<td>{_num(r.get("wall_time_s"), 1)}</td><td>{_num(r.get("tokens_per_sec"), 0)}</td>'
-                    f'<td class="text">{escape(_hardware(run))}</td><td class="text">{_main_metric(run)}</td>'
+                    f'<td class="text">{escape(_hardware(run))}</td>{_final_eval_cell(run)}'
                     f'<td class="text">{escape(commit[:10]) if isinstance(commit, str) else "–"}</td></tr>')
     return ('<table id="runs"><thead><tr><th>run</th><th>recipe</th><th>kind</th><th>steps</th><th>tokens</th>'
             "<th>wall time (s)</th><th>tokens / s</th><th>hardware</th><th>final eval</th><th>commit</th></tr>"
             f'</thead><tbody>{"".join(rows)}</tbody></table>')
 
 
-def page_html(collected: Collected, figures: dict[str, str], generated: str) -> str:
-    """The page; `figures` maps each PNG file name to its caption."""
-    figs = "".join(f'<figure><img src="{escape(name)}" alt="{escape(caption)}"><figcaption>{escape(caption)}'
-                   "</figcaption></figure>" for name, caption in figures.items())
+def plots_html(plots) -> str:
+    """The plots (plots.Plot; the PNG <name>.png is beside the page), each section under its heading."""
+    parts, section = [], None
+    for plot in plots:
+        if plot.section != section:
+            section = plot.section
+            parts.append(f"<h3>{escape(section)}</h3>")
+        parts.append(f'<figure><img src="{escape(plot.name)}.png" alt="{escape(plot.caption)}">'
+                     f"<figcaption>{escape(plot.caption)}</figcaption></figure>")
+    return "".join(parts) or '<p class="muted">Nothing to plot.</p>'
+
+
+def page_html(collected: Collected, plots, generated: str) -> str:
+    """The page; `plots` are the Plots whose PNGs are written beside it. The runs folder shows as its name:
+    a page is shared, the machine's folders are not."""
+    where = collected.root.resolve().name or "/"
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>lmforge report</title>"
             f"<style>{STYLE}</style></head><body><h1>lmforge report</h1>"
-            f'<p class="muted">{escape(str(collected.root))}: {len(collected.runs)} runs, {len(collected.glue)} GLUE '
-            f"results; generated {escape(generated)}</p>"
+            f'<p class="muted">{escape(where)}: {len(collected.runs)} runs, {len(collected.glue)} GLUE results, '
+            f"{len(collected.downstream)} other benchmark results; generated {escape(generated)}</p>"
             f"<h2>GLUE leaderboard</h2>{leaderboard_html(collected)}"
-            f"<h2>QA, multiple choice and NER</h2>{downstream_html(collected.downstream)}"
+            f"<h2>QA, multiple choice and NER</h2>{downstream_html(collected.downstream, collected.root)}"
             f"<h2>Runs</h2>{runs_html(collected)}"
-            f"<h2>Plots</h2>{figs or '<p class=muted>Nothing to plot.</p>'}</body></html>")
+            f"<h2>Plots</h2>{plots_html(plots)}</body></html>")

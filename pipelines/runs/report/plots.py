@@ -15,6 +15,7 @@ from pipelines.runs.report.collect import Collected, RunResult, eval_key_order
 from pipelines.runs.report.glue import GLUE_TASKS, leaderboard, reported_metrics, seed_scores, task_score
 
 MAX_EVAL_PANELS = 6
+PANEL_COLUMNS = 3  # more panels wrap onto a new row: a wide PNG shrinks to unreadable on a page
 # run kinds as results.json records them (pipelines/runs/results.py), in page order; results of older
 # versions have none ("run")
 KINDS = {"pretrain": "Pretraining", "distill": "Distillation", "finetune": "Fine-tuning"}
@@ -34,16 +35,27 @@ def kind_title(kind: str) -> str:
 
 
 def _figure(width: float, height: float, panels: int = 1):
+    """A figure of `width` x `height` inches (per row of panels) and its first `panels` axes."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    axes = fig.subplots(1, panels, squeeze=False)[0]
-    return fig, list(axes)
+    rows, cols = -(-panels // PANEL_COLUMNS), min(panels, PANEL_COLUMNS)
+    fig = Figure(figsize=(width, height * rows), dpi=100, layout="constrained")
+    axes = list(fig.subplots(rows, cols, squeeze=False).flat)
+    for spare in axes[panels:]:
+        spare.remove()
+    return fig, axes[:panels]
 
 
-def _steps_axis(ax) -> None:
+def _panel_width(panels: int, each: float) -> float:
+    return each * min(panels, PANEL_COLUMNS) + 0.6
+
+
+def _steps_axis(ax, steps: set | None = None) -> None:
     ax.set_xlabel("step")
-    ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
+    if steps and len(steps) <= 3:
+        ax.set_xticks(sorted(steps))  # the locator would tick fractions around one or two steps
+    else:
+        ax.xaxis.get_major_locator().set_params(integer=True)  # steps are whole numbers
     ax.grid(alpha=0.3)
 
 
@@ -95,12 +107,14 @@ def kind_groups(collected: Collected) -> dict[str, list[RunResult]]:
 def _curve_panels(fig, axes, runs: list[RunResult], keys: list[tuple[str, str]], colors: dict,
                   markers: bool = False) -> None:
     for ax, (key, title) in zip(axes, keys):
+        steps = set()
         for run in runs:
             xs, ys = points(run.records, key)
             if xs:
                 _draw(ax, xs, ys, colors[run.label], run.label, markers)
+                steps.update(xs)
         ax.set_title(title)
-        _steps_axis(ax)
+        _steps_axis(ax, steps)
     _legend(fig, axes)
 
 
@@ -109,7 +123,7 @@ def training_figure(runs: list[RunResult], title: str, colors: dict | None = Non
     panels = [(k, t) for k, t in TRAIN_PANELS if any(points(r.records, k)[0] for r in runs)]
     if not panels:
         return None
-    fig, axes = _figure(4.2 * len(panels) + 0.6, 4, len(panels))
+    fig, axes = _figure(_panel_width(len(panels), 4.2), 4, len(panels))
     _curve_panels(fig, axes, runs, panels, colors or run_colors(runs))
     fig.suptitle(f"{title}: training")
     return fig
@@ -126,7 +140,7 @@ def eval_figure(runs: list[RunResult], title: str, colors: dict | None = None):
     keys = [k for k in eval_keys(runs) if any(points(r.records, k)[0] for r in runs)]
     if not keys:
         return None
-    fig, axes = _figure(3.4 * len(keys) + 0.6, 3.8, len(keys))
+    fig, axes = _figure(_panel_width(len(keys), 4.2), 3.6, len(keys))
     _curve_panels(fig, axes, runs, [(k, k) for k in keys], colors or run_colors(runs), markers=True)
     fig.suptitle(f"{title}: evaluation")
     return fig
