@@ -53,6 +53,8 @@ class DataSection:
     dupe_factor: int = 1  # passes over the corpus when static pairs are built (BERT NSP: 10)
     prepared_dir: str | None = None  # where token shards are cached (shared storage on a cluster);
     # default: $LMFORGE_PREPARED or ~/.cache/lmforge/prepared
+    num_proc: int = -1  # processes tokenizing in `prepare`: -1 = os.cpu_count(), 1 = this process only;
+    # the shards are the same bytes either way (not part of the prepared data's cache key)
 
 
 @dataclass
@@ -340,6 +342,9 @@ def check_recipe_values(recipe: Recipe) -> None:
     check_range(where, "data.validation_fraction", d.validation_fraction, lo=0, hi=1, hi_open=True)
     check_range(where, "data.dupe_factor", d.dupe_factor, lo=1)
     check_range(where, "data.max_documents", d.max_documents, lo=1)
+    if d.num_proc == 0 or d.num_proc < -1:
+        raise LmforgeError(f"{where}, data.num_proc: {d.num_proc} is out of range (must be -1 for one process per "
+                           "core, or a positive count)")
 
     check_range(where, "tokenizer.vocab_size", tok.vocab_size, lo=smallest_vocab(recipe.model.family))
     check_range(where, "tokenizer.model_max_length", tok.model_max_length, lo=1)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.data.examples import RowBuffer
 from pipelines.data.shards import ShardSet
 from pipelines.errors import LmforgeError
 
@@ -107,23 +106,79 @@ class SentenceRuns:
         return [tokens[c - start:d - start] for c, d in zip(cuts, cuts[1:] + [end])]
 
 
-def build_sentence_runs(store: ShardSet, doc_ids: np.ndarray, max_tokens: int) -> np.ndarray:
+def build_sentence_runs(store: ShardSet, doc_ids: np.ndarray, max_tokens: int,
+                        group_sentences: int = 1 << 20) -> np.ndarray:
     """int64 [n, 3] (document, start token, end token): pieces are whole sentences, or max_tokens
-    cuts of a longer one; consecutive pieces are grouped while they fit in max_tokens."""
-    rows = RowBuffer(3)
-    for doc in doc_ids:
-        bounds = store.sentence_bounds(int(doc))
-        run_start, size = int(bounds[0]), 0
-        for s, e in zip(bounds[:-1].tolist(), bounds[1:].tolist()):
-            for p in range(s, e, max_tokens):
-                piece = min(e, p + max_tokens) - p
-                if size + piece > max_tokens and size:
-                    rows.append((doc, run_start, p))
-                    run_start, size = p, 0
-                size += piece
-        if size:
-            rows.append((doc, run_start, int(bounds[-1])))
-    return rows.array()
+    cuts of a longer one; consecutive pieces of a document are grouped while they fit in max_tokens.
+
+    Vectorised (issue #22), no step per sentence: documents are taken in groups of about
+    `group_sentences` sentences (memory stays a few arrays of that size) and each group's runs come
+    from _runs. tests/data/test_sentence_runs_index.py pins the array to the per-sentence loop this
+    replaced."""
+    doc_ids = np.asarray(doc_ids, np.int64)
+    bounds, first = store.bounds_of(doc_ids)
+    cuts = np.searchsorted(first, np.arange(0, first[-1], group_sentences), side="right") - 1
+    cuts = np.unique(np.concatenate([cuts, [len(doc_ids)]]))
+    parts = [np.zeros((0, 3), np.int64)]
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        rows = _runs(bounds[first[lo]:first[hi]], first[lo:hi + 1] - first[lo], max_tokens)
+        rows[:, 0] = doc_ids[lo:hi][rows[:, 0]]
+        parts.append(rows)
+    return np.concatenate(parts)
+
+
+def _runs(bounds: np.ndarray, first: np.ndarray, max_tokens: int) -> np.ndarray:
+    """(position in the group, start, end) of the sentence runs of documents laid end to end
+    (document i's sentence bounds are bounds[first[i]:first[i + 1]])."""
+    start, end, doc = _pieces(bounds, first, max_tokens)
+    jump = _jumps(bounds, first, start, end, doc, max_tokens)
+    sink = len(start)
+    heads = np.searchsorted(doc, np.arange(len(first) - 1))
+    x = _reached(jump, heads[heads < sink])
+    doc_end = bounds[first[1:] - 1]
+    stop = np.where(jump[x] == sink, doc_end[doc[x]], start[np.minimum(jump[x], sink - 1)])
+    return np.stack([doc[x], start[x], stop], axis=1).astype(np.int64)
+
+
+def _pieces(bounds: np.ndarray, first: np.ndarray, max_tokens: int):
+    """(start, end, document) of every piece: each sentence cut into max_tokens pieces."""
+    is_end = np.zeros(len(bounds), bool)
+    is_end[first[1:] - 1] = True  # each document's last bound is its end, not a sentence start
+    s_start, s_end = bounds[~is_end], bounds[np.flatnonzero(~is_end) + 1]
+    per_sentence = -(-(s_end - s_start) // max_tokens)
+    k = np.arange(per_sentence.sum()) - np.repeat(np.cumsum(per_sentence) - per_sentence, per_sentence)
+    start = np.repeat(s_start, per_sentence) + k * max_tokens
+    end = np.minimum(start + max_tokens, np.repeat(s_end, per_sentence))
+    doc = np.repeat(np.repeat(np.arange(len(first) - 1), np.diff(first) - 1), per_sentence)
+    return start, end, doc
+
+
+def _jumps(bounds, first, start, end, doc, max_tokens: int) -> np.ndarray:
+    """Greedy grouping as a jump: the run that starts at piece x ends before the first piece q whose
+    end is more than max_tokens past x's start; len(start) (the sink) when that is past x's document."""
+    # each document on its own stretch of one increasing axis, so a search never runs into the next one
+    span = bounds[first[1:] - 1] - bounds[first[:-1]]
+    shift = (np.concatenate([[0], np.cumsum(span + max_tokens + 1)[:-1]]) - bounds[first[:-1]])[doc]
+    jump = np.searchsorted(end + shift, start + shift + max_tokens, side="right")
+    past_document = np.searchsorted(doc, np.arange(len(first) - 1), side="right")[doc]
+    jump[jump >= past_document] = len(start)
+    return jump
+
+
+def _reached(jump: np.ndarray, heads: np.ndarray) -> np.ndarray:
+    """The pieces reached from `heads` by jumps (sorted), by pointer doubling: after round r every
+    piece up to 2**r jumps from a head is marked, so O(pieces x log(runs per document)) in all."""
+    sink = len(jump)
+    reached = np.zeros(sink + 1, bool)
+    reached[heads] = True
+    hop = np.append(jump, sink)  # jump applied 2**r times; the sink jumps to itself
+    while True:
+        landed = hop[np.flatnonzero(reached[:sink])]
+        landed = landed[landed != sink]
+        if not len(landed):  # every marked piece's next 2**r jumps leave its document: all found
+            return np.flatnonzero(reached[:sink])
+        reached[landed] = True
+        hop = hop[hop]
 
 
 def pack_contiguous(documents: list[list[int]], block_size: int, separator_id: int | None,

@@ -226,6 +226,20 @@ class ShardSet:
         return np.concatenate([np.diff(np.asarray(d)) for d in self._doc_tokens]) if self._doc_tokens \
             else np.zeros(0, np.int64)
 
+    def bounds_of(self, doc_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(bounds, first): sentence_bounds of every document in `doc_ids`, end to end, in one
+        vectorised read: document i's are bounds[first[i]:first[i + 1]]. int64; the example-index
+        builders walk these instead of asking for one document at a time."""
+        doc_ids = np.asarray(doc_ids, np.int64)
+        starts = [np.asarray(s[:-1]) + b for s, b in zip(self._sentences, self.token_base)]
+        offsets = np.concatenate([*starts, [self.n_tokens]]).astype(np.int64)  # global sentence starts + end
+        docs = [np.asarray(d[:-1]) + b for d, b in zip(self._documents, self.sent_base)]
+        doc_sentence = np.concatenate([*docs, [self.sent_base[-1]]]).astype(np.int64)
+        lo, hi = doc_sentence[doc_ids], doc_sentence[doc_ids + 1]
+        first = np.concatenate([[0], np.cumsum(hi - lo + 1)]).astype(np.int64)
+        take = np.arange(first[-1], dtype=np.int64) + np.repeat(lo - first[:-1], hi - lo + 1)
+        return offsets[take], first
+
     def sentences_per_document(self) -> np.ndarray:
         return np.concatenate([np.diff(np.asarray(d)) for d in self._documents]) if self._documents \
             else np.zeros(0, np.int64)

@@ -7,7 +7,8 @@ drop the space before every sentence but the first for byte-level BPE (GPT-2, Ro
 on the text. Word starts come from the pre-tokenizer's word ids (WordPiece, byte-level BPE and
 Unigram alike), for whole-word / n-gram / span masking.
 
-The Rust tokenizer encodes a batch on all cores (tokenizers' own thread pool); the Python side
+The Rust tokenizer encodes a batch on all cores (tokenizers' own thread pool), or single-threaded in
+each of prepare's worker processes (data.num_proc: start_worker, encode_in_worker); the Python side
 is a few numpy calls per document.
 """
 
@@ -86,6 +87,28 @@ def encode_documents(tokenizer, documents: list[list[str]], encoded=None) -> Enc
                                 np.zeros(0, np.int64))
     return EncodedDocuments(np.concatenate(tokens), np.concatenate(words), np.concatenate(sentence_lengths),
                             np.asarray(document_sizes, np.int64))
+
+
+# --- worker processes (prepare's data.num_proc) -----------------------------------------------------
+_WORKER_TOKENIZER = None
+
+
+def start_worker(tokenizer_json: str):
+    """Initializer of an encoding process: the tokenizer rebuilt from its serialized pipeline (the
+    same string the cache key hashes, so the same ids), single-threaded: the processes are the
+    parallelism, and a Rust thread pool in each would only oversubscribe the cores."""
+    global _WORKER_TOKENIZER
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+    from types import SimpleNamespace
+
+    from tokenizers import Tokenizer
+
+    _WORKER_TOKENIZER = SimpleNamespace(backend_tokenizer=Tokenizer.from_str(tokenizer_json))
+
+
+def encode_in_worker(documents: list[list[str]]) -> EncodedDocuments:
+    """encode_documents in an encoding process (start_worker ran there)."""
+    return encode_documents(_WORKER_TOKENIZER, documents)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:

@@ -16,48 +16,38 @@ document's order, 1 = swapped (AlbertForPreTraining's convention; the pair flag 
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass
 
 import numpy as np
 
-from pipelines.data.examples import RowBuffer
+from pipelines.data.draws import replay
 from tasks.base import register
 from tasks.shared.masked_lm import MlmParams
-from tasks.shared.sentence_pairs import (
-    DocumentBounds,
-    PairTask,
-    chunks,
-    target_length,
-    truncate_range_pair,
-)
+from tasks.shared.sentence_pairs import DocumentBounds, PairTask, chunk_end, draw_target, pair_rows, truncated
 
 
 def sop_ranges(docs: DocumentBounds, max_tokens: int, rng: np.random.Generator,
                short_seq_prob: float = 0.1) -> np.ndarray:
-    """ALBERT SOP pairs (a_start, a_end, b_start, b_end, is_swapped) with len(a) + len(b) <= max_tokens:
-    two consecutive segments of one document, swapped with probability 1/2.
-
-    The pair is truncated before the coin flip, so a swapped pair is exactly an in-order pair
-    reversed and only the order tells them apart. ALBERT's code turns a one-sentence chunk into a
-    random-document pair (an NSP negative); here it is skipped, since SOP pairs must come from
-    one document.
-    """
-    pairs = RowBuffer(5)
-    for d in range(len(docs)):
-        bounds = docs[d]
-        target = target_length(max_tokens, short_seq_prob, rng)
-
-        def emit(start, end, bounds=bounds):
-            if end - start >= 2:
-                a_end = start + int(rng.integers(1, end - start))
-                a, b = truncate_range_pair((int(bounds[start]), int(bounds[a_end])),
-                                           (int(bounds[a_end]), int(bounds[end])), max_tokens, rng)
-                swapped = bool(rng.random() < 0.5)
-                pairs.append((*b, *a, True) if swapped else (*a, *b, False))
-            return end
-
-        chunks(bounds, target, emit)
-    return pairs.array()
+    """ALBERT SOP pairs (a_start, a_end, b_start, b_end, is_swapped), as ALBERT's
+    create_instances_from_document builds them (two consecutive segments of one document,
+    truncated, then swapped with probability 1/2). Vectorised (the shared pieces:
+    tasks/shared/sentence_pairs.py); tests/objectives/test_index_builders.py pins the arrays to the
+    per-sentence loop it replaced."""
+    bounds, first, count = docs.flat()
+    out = array("q")
+    with replay(rng) as draws:
+        for d in range(len(first)):
+            target = draw_target(max_tokens, short_seq_prob, draws)
+            s, end = first[d], first[d] + count[d]
+            while s < end:
+                p = chunk_end(bounds, s, end, target)
+                if p - s >= 2:
+                    cut = s + draws.integers(1, p - s)
+                    a0, a1, b0, b1 = truncated(bounds[s], bounds[cut], bounds[cut], bounds[p], max_tokens, draws)
+                    out.extend((b0, b1, a0, a1, 1) if draws.random() < 0.5 else (a0, a1, b0, b1, 0))
+                s = p
+    return pair_rows(out, 5)
 
 
 @dataclass

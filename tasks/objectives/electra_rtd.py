@@ -29,6 +29,8 @@ ExampleBuilder (electra_segments below).
 from __future__ import annotations
 
 import copy
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +39,7 @@ import torch
 from torch import nn
 from transformers.utils import ModelOutput
 
-from pipelines.data.examples import RowBuffer
+from pipelines.data.draws import Draws, replay
 from pipelines.errors import LmforgeError, one_line
 from tasks.base import Task, register, write_pretrained
 from tasks.shared.batching import pad_stack
@@ -67,33 +69,44 @@ def electra_ranges(docs, max_length: int, rng: np.random.Generator, single_segme
     ExampleBuilder: sentences of one document are gathered until they reach the target length (or the
     document ends), then split into two segments ((target - 3) // 2 tokens for A, a sentence crossing
     that mark goes to A half the time; 10 %: one segment) and cut to max_length with room for
-    [CLS] A [SEP] B [SEP]. 5 % of examples get a random target length. `docs[i]` is document i's
-    sentence bounds (tasks/shared/sentence_pairs.DocumentBounds).
+    [CLS] A [SEP] B [SEP]. 5 % of examples get a random target length. `docs` is a
+    tasks/shared/sentence_pairs.DocumentBounds.
 
     One deliberate difference: once B has started, every later sentence goes to B. ELECTRA's code can
     put a later short sentence back into A, out of the text's order; here both segments stay contiguous
-    text. Hand-written: no library builds ELECTRA's inputs."""
-    out = RowBuffer(4)
+    text. Hand-written: no library builds ELECTRA's inputs.
+
+    Vectorised (issue #22): the sentence bounds come in one read, the chunk's end and A's end are
+    bisections of them, the random numbers numpy's own replayed (pipelines/data/draws.py); one Python
+    step per example. tests/objectives/test_index_builders.py pins the array to the per-sentence loop
+    this replaced (same corpus, seed and settings)."""
+    bounds, first, count = docs.flat()
+    out = array("q")
     target = max_length
-    for d in range(len(docs)):
-        bounds = docs[d].tolist()
-        c0 = 0
-        for i in range(len(bounds) - 1):
-            if bounds[i + 1] - bounds[c0] >= target or i == len(bounds) - 2:
-                first_target = 100_000 if rng.random() < single_segment_prob else (target - 3) // 2
-                k = c0
-                for j in range(c0, i + 1):
-                    first, size = bounds[k] - bounds[c0], bounds[j + 1] - bounds[j]
-                    if k == j and (k == c0 or first + size < first_target
-                                   or (first < first_target and rng.random() < 0.5)):
-                        k = j + 1
-                a0, a1 = bounds[c0], min(bounds[k], bounds[c0] + max_length - 2)
-                b0 = bounds[k]
-                b1 = min(bounds[i + 1], b0 + max(0, max_length - (a1 - a0) - 3))
-                out.append((a0, a1, b0, b1))
-                c0 = i + 1
-                target = int(rng.integers(5, max_length + 1)) if rng.random() < short_seq_prob else max_length
-    return out.array()
+    with replay(rng) as draws:
+        for d in range(len(first)):
+            c0, end = first[d], first[d] + count[d]
+            while c0 < end:
+                stop = bisect_left(bounds, bounds[c0] + target, c0 + 1, end)  # reaches the target, or the end
+                out.extend(_segments(bounds, c0, stop, target, max_length, single_segment_prob, draws))
+                c0 = stop
+                target = draws.integers(5, max_length + 1) if draws.random() < short_seq_prob else max_length
+    return np.frombuffer(out, np.int64).reshape(-1, 4) if len(out) else np.zeros((0, 4), np.int64)
+
+
+def _segments(bounds, c0: int, stop: int, target: int, max_length: int, single_segment_prob: float,
+              draws: Draws) -> tuple[int, int, int, int]:
+    """(a0, a1, b0, b1) of the chunk of sentences [c0, stop): A takes whole sentences while they end
+    under first_target tokens; the sentence crossing it goes to A on a coin flip (drawn only when A is
+    still short of first_target), the rest to B. A always has the chunk's first sentence."""
+    first_target = 100_000 if draws.random() < single_segment_prob else (target - 3) // 2
+    cross = bisect_left(bounds, bounds[c0] + first_target, c0 + 2, stop + 1) - 1  # the crossing sentence
+    k = stop
+    if cross < stop:
+        k = cross + 1 if bounds[cross] - bounds[c0] < first_target and draws.random() < 0.5 else cross
+    a0 = bounds[c0]
+    a1 = min(bounds[k], a0 + max_length - 2)
+    return a0, a1, bounds[k], min(bounds[stop], bounds[k] + max(0, max_length - (a1 - a0) - 3))
 
 
 def electra_segments(documents, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,

@@ -16,9 +16,13 @@ TextDatasetForNextSentencePrediction).
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
+
 import numpy as np
 import torch
 
+from pipelines.data.draws import Draws
 from pipelines.data.shards import ShardSet
 from pipelines.errors import LmforgeError
 from tasks.base import Task
@@ -34,12 +38,22 @@ class DocumentBounds:
 
     def __init__(self, store: ShardSet, doc_ids: np.ndarray):
         self.store, self.doc_ids = store, doc_ids
+        self._flat = None
 
     def __len__(self) -> int:
         return len(self.doc_ids)
 
     def __getitem__(self, i: int) -> np.ndarray:
         return self.store.sentence_bounds(int(self.doc_ids[i]))
+
+    def flat(self) -> tuple[array, list[int], list[int]]:
+        """(bounds, first, count), read in one vectorised pass: document i's sentence bounds are
+        bounds[first[i]:first[i] + count[i] + 1]. An array('q') is indexed about as fast as a list
+        from a Python loop, and searched by bisect, at 8 bytes an entry. Read once (dupe_factor passes)."""
+        if self._flat is None:
+            bounds, first = self.store.bounds_of(self.doc_ids)
+            self._flat = array("q", bounds.tobytes()), first[:-1].tolist(), (np.diff(first) - 1).tolist()
+        return self._flat
 
 
 def check_documents(store: ShardSet, doc_ids: np.ndarray, max_tokens: int, objective: str):
@@ -71,31 +85,51 @@ def truncate_seq_pair(tokens_a: list, tokens_b: list, max_tokens: int, rng: np.r
     return tokens_a[a0:a1], tokens_b[b0:b1]
 
 
-def target_length(max_tokens: int, short_seq_prob: float, rng: np.random.Generator) -> int:
-    if rng.random() < short_seq_prob:
-        return int(rng.integers(2, max_tokens + 1))
-    return max_tokens
+# --- the vectorised builders (issue #22) ------------------------------------------------------------
+# The documents' sentence bounds come in one read (DocumentBounds.flat); a chunk's or a segment's end
+# is a bisection of those offsets instead of a step per sentence; truncation is counted from the
+# draws' bits; the random numbers are numpy's own, replayed by pipelines/data/draws.py. What stays a
+# Python loop is one step per pair (each pair's draws depend on the previous ones), with no numpy
+# call in it. tests/objectives/test_index_builders.py pins the arrays to the per-sentence loops
+# they replaced (copied there).
 
 
-def chunks(bounds: np.ndarray, target: int, emit):
-    """Cut a document (sentence bounds) into chunks of sentences, BERT-style: sentences are added until
-    the chunk reaches `target` tokens; `emit(start, end)` gets each chunk's sentence range and returns
-    where the next chunk starts (NSP puts back the sentences a random B did not use).
+def draw_target(max_tokens: int, short_seq_prob: float, draws: Draws) -> int:
+    """BERT's target length (max_tokens, or with probability short_seq_prob a random shorter one)."""
+    return draws.integers(2, max_tokens + 1) if draws.random() < short_seq_prob else max_tokens
 
-    Unlike BERT, a chunk never holds a lone sentence: it closes only once it has two, and it also
-    takes the document's last sentence rather than leave it alone. BERT must make every lone
-    sentence a random-next pair, which on the default corpus skewed NSP labels to 51-53 % random.
-    """
-    sizes = np.diff(bounds).tolist()
-    last = len(sizes) - 1
-    start, length, i = 0, 0, 0
-    while i <= last:
-        length += sizes[i]
-        if i == last or (length >= target and start < i < last - 1):
-            start = emit(start, i + 1)
-            i, length = start, 0
-        else:
-            i += 1
+
+def chunk_end(bounds, s: int, end: int, target: int) -> int:
+    """Where a chunk of sentences ends, BERT-style but in one bisection: the chunk from sentence s of a
+    document whose end bound is bounds[end] closes at the first boundary p >= s + 2 reaching `target`
+    tokens that leaves two sentences, else at the document's end. Unlike BERT, a chunk never holds a
+    lone sentence (BERT must make every lone sentence a random-next pair, which on the default corpus
+    skewed NSP labels to 51-53 % random)."""
+    p = bisect_left(bounds, bounds[s] + target, s + 2, end - 1)
+    return end if p >= end - 1 else p
+
+
+def truncated(a0: int, a1: int, b0: int, b1: int, max_tokens: int, draws: Draws) -> tuple[int, int, int, int]:
+    """truncate_range_pair without a step per token: which segment loses each token follows from the
+    lengths alone (the longer one, b on a tie; once even, b and a in turn), so only the number of
+    front draws among each segment's steps matters."""
+    la, lb = a1 - a0, b1 - b0
+    excess = la + lb - max_tokens
+    if excess <= 0:
+        return a0, a1, b0, b1
+    flags, t = draws.fronts(excess)
+    run = min(excess, la - lb if la > lb else lb - la + 1)  # steps that cut the longer one only
+    long_front = flags.count(1, t, t + run) + flags[t + run + 1:t + excess:2].count(1)
+    long_cut = run + (excess - run) // 2
+    short_front = flags[t + run:t + excess:2].count(1)
+    short_cut = excess - long_cut
+    if la > lb:
+        return a0 + long_front, a1 - (long_cut - long_front), b0 + short_front, b1 - (short_cut - short_front)
+    return a0 + short_front, a1 - (short_cut - short_front), b0 + long_front, b1 - (long_cut - long_front)
+
+
+def pair_rows(out: array, width: int) -> np.ndarray:
+    return np.frombuffer(out, np.int64).reshape(-1, width) if len(out) else np.zeros((0, width), np.int64)
 
 
 def pair_index(builder, store: ShardSet, doc_ids: np.ndarray, max_tokens: int, passes: int, seed: int,

@@ -145,7 +145,7 @@ def test_a_killed_preparation_is_never_taken_for_a_finished_one(tmp_path, tokeni
     code = ("import sys, time; from transformers import AutoTokenizer; from pipelines.config import DataSection;"
             "from pipelines.data import prepare as p;"
             "orig = p.encode_documents\n"
-            "def slow(t, d):\n    time.sleep(0.05); return orig(t, d)\n"
+            "def slow(*a, **k):\n    time.sleep(0.05); return orig(*a, **k)\n"
             "p.encode_documents = slow;"
             f"p.write_shards(DataSection(corpus={str(path)!r}, prepared_dir={str(tmp_path / 'prepared')!r}),"
             f" AutoTokenizer.from_pretrained({str(tok_dir)!r}), p.Path({str(folder)!r}), shard_tokens=2000)")

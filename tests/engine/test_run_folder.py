@@ -108,7 +108,8 @@ def test_identity_fields():
         assert key in identity, key
     for key in ("name", "training.output_dir", "training.resume_from_checkpoint", "training.overwrite_output_dir",
                 "training.max_steps", "training.report_to", "training.run_name", "training.logging_steps",
-                "training.eval_steps", "training.save_steps", "training.dataloader_num_workers", "data.prepared_dir"):
+                "training.eval_steps", "training.save_steps", "training.dataloader_num_workers", "data.prepared_dir",
+                "data.num_proc"):
         assert key not in identity, key
 
 
