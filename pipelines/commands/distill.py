@@ -100,9 +100,9 @@ def run_distill(method: str, teacher: str, student: str, task: str, glue_dir: st
 
 
 def _run(recipe) -> dict:
-    from pipelines.commands.finetune import _train
+    from pipelines.commands.finetune import train_metrics
 
-    return _train(recipe)
+    return train_metrics(recipe)
 
 
 def _parameters(folder) -> int:

@@ -123,7 +123,7 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
             out_dirs[seed] = root / name / f"seed-{seed}" if seeds > 1 else root / name
             recipe = load_recipe(recipe_name, fixed + list(overrides) +
                                  [f"training.seed={seed}", f"training.output_dir={out_dirs[seed]}"])
-            metrics, exported[seed] = _train_and_report(recipe)
+            metrics, exported[seed] = train_and_report(recipe)
             per_seed[seed] = {k: v for k, v in metrics.items() if not k.startswith("loss")}
             if seeds > 1:
                 atomic_write_json(out_dirs[seed] / "eval_results.json", {"task": name, "model": path, "seed": seed,
@@ -170,7 +170,7 @@ def run_downstream(task: str, path: str, data: str | None, recipe_name: str | No
         out = root / f"seed-{seed}" if seeds > 1 else root
         recipe = load_recipe(recipe_name, fixed + list(overrides) + [f"training.seed={seed}",
                                                                       f"training.output_dir={out}"])
-        metrics, exported[seed] = _train_and_report(recipe)
+        metrics, exported[seed] = train_and_report(recipe)
         per_seed[seed] = {k: v for k, v in metrics.items() if not k.startswith("loss")}
     summary = per_seed[first] if seeds == 1 else seed_summary(per_seed)
     which = exported[first] if seeds == 1 else {str(s): e for s, e in exported.items()}
@@ -285,7 +285,7 @@ def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None 
     if not recipe.objective.get("dataset"):
         raise LmforgeError(f"--task {task}: no data; pass --data <file.jsonl|.csv|.json or Hub dataset name> "
                            "(make finetune ... DATA=<file>)")
-    metrics = _train(recipe)
+    metrics = train_metrics(recipe)
     atomic_write_json(root / "eval_results.json", {"task": task, "model": path, "data": recipe.objective["dataset"],
                                                    **metrics})
     print(scores_line(task, metrics))
@@ -293,12 +293,12 @@ def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None 
     return metrics
 
 
-def _train(recipe) -> dict:
+def train_metrics(recipe) -> dict:
     """The exported evaluation's metrics of one engine run, without the 'eval/' prefix."""
-    return _train_and_report(recipe)[0]
+    return train_and_report(recipe)[0]
 
 
-def _train_and_report(recipe) -> tuple[dict, dict | None]:
+def train_and_report(recipe) -> tuple[dict, dict | None]:
     """(metrics of the evaluation the export holds, which evaluation that is: None for the last step).
     With objective.export_best (GLUE's default) the export is the best dev evaluation's weights."""
     from pipelines.engine.loop import train
