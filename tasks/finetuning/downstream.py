@@ -31,16 +31,22 @@ class DownstreamParams:
     lora: LoraParams = field(default_factory=LoraParams)
 
     def check(self, where: str) -> None:
-        for name in ("max_train_examples", "max_eval_examples"):
-            check_range(where, name, getattr(self, name), lo=1)
-        check_range(where, "early_stopping_patience", self.early_stopping_patience, lo=0)
-        if self.early_stopping_patience and not self.export_best:
-            raise LmforgeError(f"{where}, early_stopping_patience: {self.early_stopping_patience} needs "
-                               "export_best=true (stopping on no gain and exporting the last, worse, weights)")
-        check_choice(where, "peft", self.peft, ("none", "lora"))
-        if self.peft == "lora" and self.random_init:
-            raise LmforgeError(f"{where}: random_init and peft=lora together: LoRA needs pretrained weights")
-        self.lora.check(where)
+        check_fine_tuning(self, where)
+
+
+def check_fine_tuning(p, where: str) -> None:
+    """The settings every fine-tuning params class shares (GLUE's too): caps, best export and early
+    stopping, LoRA."""
+    for name in ("max_train_examples", "max_eval_examples"):
+        check_range(where, name, getattr(p, name), lo=1)
+    check_range(where, "early_stopping_patience", p.early_stopping_patience, lo=0)
+    if p.early_stopping_patience and not p.export_best:  # as HF Trainer's load_best_model_at_end
+        raise LmforgeError(f"{where}, early_stopping_patience: {p.early_stopping_patience} needs "
+                           "export_best=true (stopping on no gain and exporting the last, worse, weights)")
+    check_choice(where, "peft", p.peft, ("none", "lora"))
+    if p.peft == "lora" and p.random_init:  # frozen random weights cannot be rebuilt from an adapter
+        raise LmforgeError(f"{where}: random_init and peft=lora together: LoRA needs pretrained weights")
+    p.lora.check(where)
 
 
 class DownstreamTask(Task):

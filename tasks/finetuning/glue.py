@@ -14,7 +14,6 @@ from typing import ClassVar
 
 import torch
 
-from pipelines.config import check_choice, check_range
 from pipelines.errors import LmforgeError, one_line
 from tasks.base import Task, register
 from tasks.finetuning.common import fit_max_length, gather
@@ -37,18 +36,11 @@ class GlueParams:
     lora: LoraParams = field(default_factory=LoraParams)
 
     def check(self, where: str) -> None:
-        for name in ("max_train_examples", "max_eval_examples"):
-            check_range(where, name, getattr(self, name), lo=1)
-        check_range(where, "early_stopping_patience", self.early_stopping_patience, lo=0)
-        if self.early_stopping_patience and not self.export_best:  # as HF Trainer's load_best_model_at_end
-            raise LmforgeError(f"{where}, early_stopping_patience: {self.early_stopping_patience} needs "
-                               "export_best=true (stopping on no gain and exporting the last, worse, weights)")
-        check_choice(where, "peft", self.peft, ("none", "lora"))
-        if self.peft == "lora" and self.random_init:  # frozen random weights cannot be rebuilt from an adapter
-            raise LmforgeError(f"{where}: random_init and peft=lora together: LoRA needs pretrained weights")
+        from tasks.finetuning.downstream import check_fine_tuning
+
+        check_fine_tuning(self, where)
         if self.init_from is not None and self.random_init:
             raise LmforgeError(f"{where}: random_init and init_from={self.init_from} together: pick one")
-        self.lora.check(where)
 
 
 def load_glue_splits(p: GlueParams, seed: int):
