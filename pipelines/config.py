@@ -38,6 +38,9 @@ class TokenizerSection:
     vocab_size: int = 8192
     model_max_length: int = 512
     train_sample_mb: float = 256.0  # tokenizer training reads at most this much text (a seeded sample)
+    # reuse the tokenizer trained before on the same corpus with the same settings (a cache beside the
+    # prepared shards): the same recipe in a new output folder gets the same vocabulary and shards
+    reuse: bool = True
 
 
 @dataclass

@@ -43,7 +43,8 @@ NOT_IDENTITY = frozenset({
     "training.logging_steps", "training.eval_steps", "training.max_eval_batches",
     "training.per_device_eval_batch_size", "training.save_steps", "training.save_total_limit",
     "training.report_to", "training.run_name", "training.project", "training.push_to_hub",
-    "training.hub_model_id", "data.num_proc", "training.dataloader_num_workers", "training.dataloader_prefetch_factor",
+    "training.hub_model_id", "training.dataloader_num_workers", "training.dataloader_prefetch_factor",
+    "data.num_proc", "tokenizer.reuse",
     "training.torch_compile", "training.allow_fp16", "training.nonfinite", "training.max_skipped_steps",
     "data.prepared_dir",
 })
