@@ -43,10 +43,16 @@ $(VENV)/.installed: pyproject.toml
 	DS_BUILD_OPS=0 $(PY) -m pip install -q -e ".[dev]"  # dev includes deepspeed: no ops built at install
 	touch $@
 
+# a DeepSpeed op build that was killed leaves its lock file behind, and every later build waits on it
+# forever (torch's FileBaton): a lock older than 10 minutes is stale
+STALE_BUILD_LOCKS = find $${TORCH_EXTENSIONS_DIR:-$$HOME/.cache/torch_extensions} -name lock -mmin +10 -delete 2>/dev/null || true
+
 test: install
+	@$(STALE_BUILD_LOCKS)
 	$(PY) -m pytest -q tests
 
 test-fast: install
+	@$(STALE_BUILD_LOCKS)
 	$(PY) -m pytest -q tests -m "not slow"
 
 prepare: install
