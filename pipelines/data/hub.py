@@ -1,4 +1,5 @@
-"""A fast probe of the Hub for the loaders that take a Hub name (GLUE, summarization data)."""
+"""What the fine-tuning readers share: a fast probe of the Hub for the loaders that take a Hub name
+(GLUE, SQuAD, SWAG/RACE, CoNLL, summarization data), and reading one JSON file of a dataset."""
 
 from __future__ import annotations
 
@@ -23,3 +24,16 @@ def hub_unreachable() -> str | None:
     except OSError as e:
         return f"{host}:{port} is unreachable ({e})"
     return None
+
+
+def read_json_file(path, label: str):
+    """The parsed JSON of a dataset file; one error line naming `label` and the file when it cannot be read."""
+    import json
+    from pathlib import Path
+
+    from pipelines.errors import LmforgeError, one_line
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LmforgeError(f"{label} {path}: not a readable JSON file ({one_line(exc, 120)})") from None

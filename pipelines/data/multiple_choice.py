@@ -22,7 +22,6 @@ Bad input is one LmforgeError line naming the file and the record (`line N` of a
 from __future__ import annotations
 
 import csv
-import json
 import re
 from pathlib import Path
 
@@ -147,11 +146,10 @@ def _number_order(path: Path) -> tuple:
 
 def read_race_file(path: str | Path) -> list[dict]:
     """The examples (one per question) of one RACE file."""
+    from pipelines.data.hub import read_json_file
+
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise LmforgeError(f"race {path}: not a readable JSON file ({one_line(exc, 120)})") from None
+    raw = read_json_file(path, "race")
     if not isinstance(raw, dict):
         raise LmforgeError(f"race {path}: expected a JSON object with article, questions, options, answers")
     for key, kind in (("article", str), ("questions", list), ("options", list), ("answers", list)):

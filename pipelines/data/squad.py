@@ -13,7 +13,6 @@ first, as BERT and HF's run_qa.py do.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from pipelines.errors import LmforgeError, one_line
@@ -38,11 +37,10 @@ def squad_file(data: str, split: str, version_2: bool) -> Path:
 
 def read_squad(path: str | Path) -> list[dict]:
     """The examples of one official SQuAD JSON file; one line naming the file and question on bad input."""
+    from pipelines.data.hub import read_json_file
+
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise LmforgeError(f"squad {path}: not a readable JSON file ({one_line(exc, 120)})") from None
+    raw = read_json_file(path, "squad")
     if not isinstance(raw, dict) or not isinstance(raw.get("data"), list):
         raise LmforgeError(f"squad {path}: expected an object with a 'data' list (the official SQuAD layout)")
     examples = []

@@ -359,8 +359,7 @@ def finish(run: Run, log) -> TrainResult:
         from pipelines.runs.results import write_results
 
         results = write_results(run, final_metrics, export_dirs, log)  # also logs the table to the trackers
-        held = (dict(run.best.metrics) if run.best is not None and run.best.metrics
-                else {k.removeprefix("eval/"): v for k, v in final_metrics.items()})
+        held = exported_metrics(run) or {k.removeprefix("eval/"): v for k, v in final_metrics.items()}
         refresh_cards(export_dirs, run.recipe, held, acc.num_processes)  # the exports' cards carry their scores
         notes = run.out / LOG_FILE
         if notes.is_file() and notes.stat().st_size:
@@ -372,7 +371,12 @@ def finish(run: Run, log) -> TrainResult:
     acc.end_training()
     exported = run.best.summary(run.max_steps) if run.best is not None else None
     return TrainResult(run.out, export_dirs, run.max_steps, run.history, final_metrics,
-                       exported_metrics=dict(run.best.metrics) if exported else None, exported_evaluation=exported)
+                       exported_metrics=exported_metrics(run), exported_evaluation=exported)
+
+
+def exported_metrics(run: Run) -> dict | None:
+    """The metrics of the best evaluation the export holds (Task.keep_best), or None."""
+    return dict(run.best.metrics) if run.best is not None and run.best.metrics else None
 
 
 def train(task, recipe: Recipe) -> TrainResult:
