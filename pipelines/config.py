@@ -11,6 +11,7 @@ its own file (so a recipe extending it still wins), and the command line wins ov
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,10 @@ class DataSection:
 class TrainingSection:
     output_dir: str = "runs/${name}"  # interpolated from the recipe name
     max_steps: int = 1000  # -1: use num_train_epochs
+    # wall-time budget ("90s", "60m", "2h", "1h30m"; cramming's unit): the run ends at the budget or at
+    # max_steps, whichever comes first, and the schedule runs over the elapsed fraction
+    # (pipelines/engine/time_budget.py)
+    time_budget: str | None = None
     num_train_epochs: float = 1.0
     per_device_train_batch_size: int = 32
     per_device_eval_batch_size: int = 64
@@ -85,6 +90,9 @@ class TrainingSection:
     dataloader_prefetch_factor: int = 4  # batches each worker keeps ready
     # batches of similar lengths (less padding; fine-tuning tasks with per-example lengths), as HF's group_by_length
     group_by_length: bool = False
+    # GLUE classification with examples packed into fewer rows, each attending only to itself (exact;
+    # tasks/finetuning/padding_free.py): auto (where supported and it removes rows) | true | false
+    padding_free: str = "auto"
     seed: int = 42
     logging_steps: int = 10
     eval_steps: int = 200  # 0: only at the end
@@ -327,6 +335,12 @@ def check_recipe_values(recipe: Recipe) -> None:
     if t.max_steps == -1:
         check_range(where, "training.num_train_epochs", t.num_train_epochs, lo=0, lo_open=True)
     check_range(where, "training.learning_rate", t.learning_rate, lo=0, lo_open=True)
+    if t.time_budget is not None:
+        parse_duration(t.time_budget, f"{where}, training.time_budget")
+        if t.warmup_steps:
+            raise LmforgeError(f"{where}, training.warmup_steps={t.warmup_steps}: with training.time_budget the "
+                               "schedule runs over the budget's elapsed fraction, not steps; set "
+                               "training.warmup_ratio (e.g. 0.1) and training.warmup_steps=0")
     check_range(where, "training.dataloader_num_workers", t.dataloader_num_workers, lo=-1)
     check_range(where, "training.dataloader_prefetch_factor", t.dataloader_prefetch_factor, lo=1)
     check_range(where, "tokenizer.train_sample_mb", recipe.tokenizer.train_sample_mb, lo=0, lo_open=True)
@@ -338,6 +352,7 @@ def check_recipe_values(recipe: Recipe) -> None:
     check_choice(where, "training.optimizer", t.optimizer, OPTIMIZERS)
     check_choice(where, "training.mixed_precision", t.mixed_precision, ("no", "bf16", "fp16"))
     check_choice(where, "training.nonfinite", t.nonfinite, ("stop", "skip"))
+    check_choice(where, "training.padding_free", str(t.padding_free).lower(), ("auto", "true", "false"))
     check_range(where, "training.max_skipped_steps", t.max_skipped_steps, lo=0)
     check_choice(where, "training.report_to", t.report_to, REPORTERS)
 
@@ -351,6 +366,25 @@ def check_recipe_values(recipe: Recipe) -> None:
 
     check_range(where, "tokenizer.vocab_size", tok.vocab_size, lo=smallest_vocab(recipe.model.family))
     check_range(where, "tokenizer.model_max_length", tok.model_max_length, lo=1)
+
+
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?")
+
+
+def parse_duration(value, where: str) -> float:
+    """Seconds in "90s", "60m", "2h", "1h30m" or a plain number of seconds; one error line otherwise."""
+    text = str(value).strip().lower()
+    try:
+        seconds = float(text)
+    except ValueError:
+        match = _DURATION.fullmatch(text)
+        if not text or not match or not any(match.groups()):
+            raise LmforgeError(f"{where}: '{value}' is not a duration (e.g. 90s, 60m, 2h, 1h30m)") from None
+        h, m, s = (float(g or 0) for g in match.groups())
+        seconds = 3600 * h + 60 * m + s
+    if not seconds > 0 or seconds == float("inf"):
+        raise LmforgeError(f"{where}: '{value}' must be a positive, finite duration")
+    return seconds
 
 
 def smallest_vocab(family: str) -> int:

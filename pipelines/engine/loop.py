@@ -22,16 +22,17 @@ import torch
 from pipelines.config import Recipe, recipe_to_dict
 from pipelines.data.sampler import GlobalBatchSampler, collate_seed
 from pipelines.engine import checkpoint
-from pipelines.engine.accelerator import loader_workers, make_accelerator
+from pipelines.engine.accelerator import make_accelerator
 from pipelines.engine.best import BestKeeper, check_unsharded
 from pipelines.engine.flops import mfu
+from pipelines.engine.loop_state import LoopState, advance_bar, loop_state, train_batches
 from pipelines.engine.optimizers import build_optimizer
 from pipelines.engine.plan import resolve_max_steps, training_sampler
-from pipelines.engine.preemption import StopSignals, ignore_stop_signals
-from pipelines.engine.resume import check_resumed_schedule, schedule_settings
-from pipelines.engine.step import DeviceBatches, evaluate, to_device, train_step
-from pipelines.engine.step_stats import StepTally
+from pipelines.engine.preemption import StopSignals
+from pipelines.engine.resume import schedule_settings
+from pipelines.engine.step import DeviceBatches, evaluate, train_step
 from pipelines.engine.stops import preempted, rewind_schedule, stop_nonfinite, weights_finite
+from pipelines.engine.time_budget import TimeBudget, budget_seconds, describe, schedule_length
 from pipelines.errors import LmforgeError
 from pipelines.runs.library_logs import LOG_FILE, capture_library_logs
 from pipelines.runs.tracking import JsonlLog
@@ -70,6 +71,8 @@ class Run:
     history: list[dict] = field(default_factory=list)
     started: float = field(default_factory=time.time)  # when setup() began (wall time in results.json)
     best: BestKeeper | None = None  # Task.keep_best(): the best evaluation's weights, exported instead of the last
+    budget: TimeBudget | None = None  # training.time_budget: the clock that ends the run and drives the schedule
+    ended_by: str = "max_steps"  # max_steps | time_budget | early_stopping (results.json)
 
 
 def setup(task, recipe: Recipe) -> Run:
@@ -110,8 +113,8 @@ def setup(task, recipe: Recipe) -> Run:
     world = accelerator.num_processes
     sampler = training_sampler(task, train_data, recipe, world)
     max_steps = resolve_max_steps(t, len(train_data), world)
-    warmup = t.warmup_steps or int(t.warmup_ratio * max_steps)
-    scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=max_steps)
+    warmup, total = schedule_length(t, max_steps)  # a time budget: the schedule over its elapsed fraction
+    scheduler = get_scheduler(t.lr_scheduler_type, optimizer, num_warmup_steps=warmup, num_training_steps=total)
     # The scheduler is stepped by hand once per optimizer step: accelerate's wrapper would step it
     # once per process and shorten the schedule under DDP.
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -134,62 +137,22 @@ def setup(task, recipe: Recipe) -> Run:
         (out / "recipe.json").write_text(json.dumps(recipe_to_dict(recipe), indent=2))
     accelerator.init_trackers(t.project, config=recipe_to_dict(recipe),
                               init_kwargs={"wandb": {"name": t.run_name or recipe.name, "dir": str(out)}})
+    budget = None
+    if (seconds := budget_seconds(t)) is not None:
+        budget = TimeBudget(seconds, max_steps, state.get("elapsed", 0.0), accelerator.num_processes)
+        accelerator.print(f"time budget {describe(seconds)} ({describe(budget.elapsed_before)} used before), or "
+                          f"{max_steps} steps, whichever comes first")
     return Run(task, recipe, accelerator, tokenizer, model, optimizer, scheduler, train_data, sampler, eval_batches,
-               max_steps, start_step, state, out, started=started, best=best)
-
-
-def _steps(run: Run):
-    """(step, its micro-batches on the device, their tokens), collated ahead by DataLoader workers.
-    Tokens are counted on the host copy, before the transfer: no device read."""
-    from pipelines.data.loader import micro_batch_loader
-
-    t, acc = run.recipe.training, run.accelerator
-    ga = t.gradient_accumulation_steps
-    loader = micro_batch_loader(run.task, run.train_data, run.sampler, t.seed, ga, acc.process_index,
-                                run.start_step, run.max_steps, workers=loader_workers(t, acc.device),
-                                prefetch=t.dataloader_prefetch_factor, pin_memory=acc.device.type == "cuda",
-                                worker_init_fn=ignore_stop_signals)
-    step, micro, tokens = run.start_step, [], 0
-    for batch in loader:
-        tokens += int(run.task.tokens_in(batch))
-        micro.append(to_device(batch, acc.device))
-        if len(micro) == ga:
-            yield step, micro, tokens
-            step, micro, tokens = step + 1, [], 0
-
-
-def _start_loop(run: Run, log: JsonlLog) -> None:
-    """What a resume checks before the first step (setup() restored the state): the recipe's
-    schedule against the checkpoint's, and the metrics log cut back to the checkpoint's step."""
-    t, acc = run.recipe.training, run.accelerator
-    if t.nonfinite == "skip" and acc.distributed_type == "DEEPSPEED":
-        raise LmforgeError("training.nonfinite=skip is not available under DeepSpeed (it applies the step inside "
-                           "backward, before lmforge sees the loss); use training.nonfinite=stop")
-    if run.start_step:
-        check_resumed_schedule(t, run.optimizer, run.scheduler, run.state, run.start_step, run.max_steps,
-                               acc.num_processes)
-        log.truncate_after(run.start_step)  # the steps after the checkpoint are done again
+               max_steps, start_step, state, out, started=started, best=best, budget=budget)
 
 
 def _trainer_state(run: Run, step: int, skipped: int) -> dict:
     t = run.recipe.training
-    return {"step": step, "tokens": run.state["tokens"], "skipped_steps": skipped,
-            "settings": schedule_settings(t, run.max_steps, run.accelerator.num_processes)}
-
-
-@dataclass
-class LoopState:
-    """What the loop carries from one step to the next, besides the Run."""
-
-    log: JsonlLog
-    tally: StepTally  # the steps since the last read, on the device
-    bar: object  # tqdm
-    eval_every: int  # optimizer steps between evaluations (0: only the final one)
-    flops_per_token: float | None
-    skipped: int  # non-finite steps skipped so far (resumed from the checkpoint)
-    saved_at: int  # the step of the newest checkpoint on disk
-    window_tokens: int = 0  # this rank's tokens since the last read
-    window_start: float = field(default_factory=time.perf_counter)
+    state = {"step": step, "tokens": run.state["tokens"], "skipped_steps": skipped,
+             "settings": schedule_settings(t, run.max_steps, run.accelerator.num_processes)}
+    if run.budget is not None:  # a resume continues the clock from here
+        state["elapsed"] = run.budget.elapsed(step)
+    return state
 
 
 @dataclass(frozen=True)
@@ -200,6 +163,7 @@ class Due:
     read: bool
     evaluate: bool
     save: bool
+    budget_end: bool = False  # training.time_budget may be spent (the read confirms it on rank 0's clock)
 
 
 def loop(run: Run) -> JsonlLog:
@@ -212,21 +176,28 @@ def loop(run: Run) -> JsonlLog:
     device; the read reports them, rewinds the schedule over them, and stops if asked
     (training.nonfinite). SIGTERM / SIGINT save a checkpoint and stop."""
     t, acc = run.recipe.training, run.accelerator
-    s = _loop_state(run)
+    s = loop_state(run)
     try:
         with StopSignals(verbose=acc.is_local_main_process) as signals:
-            for step, micro, n_tok in _steps(run):
+            for step, micro, n_tok in train_batches(run):
                 # the step
                 s.tally.add(step + 1, train_step(acc, run.model, run.optimizer, run.task, micro, t.max_grad_norm))
-                run.scheduler.step()  # rewound at the read below if this step turns out to be skipped
                 done = step + 1
+                if run.budget is not None:  # the rate at this elapsed fraction of the budget
+                    run.budget.set_schedule(run.scheduler, done)
+                else:
+                    run.scheduler.step()  # rewound at the read below if this step turns out to be skipped
                 s.window_tokens += n_tok
-                s.bar.update(1)
+                advance_bar(run, s, done)
                 # the periodic actions
                 due = _due(run, s, done, signals)
                 if not due.read:
                     continue
                 logs = _read_and_log(run, s, done)
+                if due.budget_end and run.budget.over(done):  # rank 0's clock, shared at the read
+                    run.max_steps, run.ended_by = done, "time_budget"
+                    acc.print(f"time budget {describe(run.budget.seconds)} spent at step {done}")
+                    break  # finish() evaluates, exports and reports this step
                 if due.evaluate and _evaluate_during_training(run, s, done):
                     break  # early stopping: finish() evaluates, exports and reports this step
                 _checkpoint_or_stop(run, s, done, due.save, signals.requested(acc), logs)
@@ -235,31 +206,19 @@ def loop(run: Run) -> JsonlLog:
     return s.log
 
 
-def _loop_state(run: Run) -> LoopState:
-    from tqdm.auto import tqdm
-
-    t, acc = run.recipe.training, run.accelerator
-    log = JsonlLog(run.out / "metrics.jsonl", acc.is_main_process)
-    _start_loop(run, log)
-    bar = tqdm(total=run.max_steps, initial=run.start_step, disable=not acc.is_local_main_process,
-               desc=run.recipe.name, dynamic_ncols=True)
-    return LoopState(log=log, tally=StepTally(acc.device, t.max_skipped_steps, check_grad=acc.scaler is None), bar=bar,
-                     eval_every=run.task.eval_every(run.sampler.per_epoch // t.gradient_accumulation_steps),
-                     flops_per_token=run.task.flops_per_token(acc.unwrap_model(run.model)),
-                     skipped=run.state.get("skipped_steps", 0),
-                     saved_at=run.start_step)  # a resumed run's checkpoint is on disk already
-
-
 def _due(run: Run, s: LoopState, done: int, signals: StopSignals) -> Due:
     t, acc = run.recipe.training, run.accelerator
     last = done == run.max_steps
+    budget_end = run.budget is not None and not last and run.budget.over(done)
+    # several processes share rank 0's clock at reads; the first step after (re)start reads it once
+    first_sync = run.budget is not None and acc.num_processes > 1 and done == run.start_step + 1
     evaluate_now = bool(s.eval_every and done % s.eval_every == 0 and not last and run.eval_batches)
     save = bool(t.save_steps and done % t.save_steps == 0 and not last)
     # a signal alone triggers a read only in a lone process (ranks agree on it at the next shared read);
     # with fp16's scaler, the host reads every step: the scaler may have skipped it
     read = (done % t.logging_steps == 0 or last or evaluate_now or save
-            or (signals.received and acc.num_processes == 1) or acc.scaler is not None)
-    return Due(read=read, evaluate=evaluate_now, save=save)
+            or (signals.received and acc.num_processes == 1) or acc.scaler is not None or budget_end or first_sync)
+    return Due(read=read, evaluate=evaluate_now, save=save, budget_end=budget_end)
 
 
 def _read_and_log(run: Run, s: LoopState, done: int) -> dict:
@@ -268,7 +227,11 @@ def _read_and_log(run: Run, s: LoopState, done: int) -> dict:
     t, acc = run.recipe.training, run.accelerator
     read = s.tally.read()
     logs = read.last
-    rewind_schedule(run, read.bad_steps or int(acc.scaler is not None and acc.optimizer_step_was_skipped))
+    if run.budget is None:  # a budget sets the rate from the clock, whatever the steps did
+        rewind_schedule(run, read.bad_steps or int(acc.scaler is not None and acc.optimizer_step_was_skipped))
+    else:
+        run.budget.sync(acc, done, run.start_step)
+        logs["elapsed_s"] = run.budget.elapsed(done)
     s.skipped += read.bad_steps
     if read.first_bad and (t.nonfinite == "stop" or read.too_many):
         bad = read.first_bad if t.nonfinite == "stop" else read.too_many
@@ -306,7 +269,7 @@ def _evaluate_during_training(run: Run, s: LoopState, done: int) -> bool:
     if run.best is not None:
         run.best.update(run.model, task_metrics(metrics))
         if run.best.after_evaluation(done):
-            run.max_steps = done  # finish() evaluates, exports and reports this step
+            run.max_steps, run.ended_by = done, "early_stopping"  # finish() evaluates, exports, reports this step
             return True
     return False
 

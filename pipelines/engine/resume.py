@@ -13,20 +13,22 @@ elsewhere.
 
 from __future__ import annotations
 
+from pipelines.engine.time_budget import schedule_length
 from pipelines.errors import LmforgeError, warn
 
-COMPARED = ("learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "global_batch",
+COMPARED = ("learning_rate", "lr_scheduler_type", "warmup_steps", "max_steps", "time_budget", "global_batch",
             "weight_decay", "adam_beta1", "adam_beta2", "adam_epsilon")
 
 
 def warmup_steps(t, max_steps: int) -> int:
-    return t.warmup_steps or int(t.warmup_ratio * max_steps)
+    """The schedule object's warmup (virtual steps under training.time_budget)."""
+    return schedule_length(t, max_steps)[0]
 
 
 def schedule_settings(t, max_steps: int, world: int) -> dict:
     """The settings a checkpoint records (batch split and world size for information)."""
     return {"learning_rate": t.learning_rate, "lr_scheduler_type": t.lr_scheduler_type,
-            "warmup_steps": warmup_steps(t, max_steps), "max_steps": max_steps,
+            "warmup_steps": warmup_steps(t, max_steps), "max_steps": max_steps, "time_budget": t.time_budget,
             "global_batch": t.per_device_train_batch_size * t.gradient_accumulation_steps * world,
             "per_device_train_batch_size": t.per_device_train_batch_size,
             "gradient_accumulation_steps": t.gradient_accumulation_steps, "world_size": world,

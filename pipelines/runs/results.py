@@ -20,7 +20,7 @@ FORMAT = "lmforge-results/1"
 RESULTS_FILE = "results.json"
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "tokenizers", "lmforge")
 # tasks that start from a pretrained checkpoint; distillation tasks carry "distil" in their name
-FINETUNE_TASKS = frozenset({"glue", "glue-t5", "seq2seq"})
+FINETUNE_TASKS = frozenset({"glue", "glue-t5", "seq2seq", "squad", "squad-t5", "multiple-choice", "ner"})
 
 
 def run_kind(task: str) -> str:
@@ -130,6 +130,16 @@ def wall_time(run) -> float | None:
     return None if started is None else time.time() - started
 
 
+def time_budget(run) -> dict:
+    """What ended the run, and under training.time_budget the budget and the training time it used
+    (resumes included: pipelines/engine/time_budget.py)."""
+    out = {"ended_by": getattr(run, "ended_by", "max_steps")}
+    budget = getattr(run, "budget", None)
+    if budget is not None:
+        out.update(time_budget_s=budget.seconds, elapsed_s=budget.elapsed(run.max_steps))
+    return out
+
+
 def exported_evaluation(run) -> dict:
     """When the export is the best dev evaluation (pipelines/engine/best.py), not the last step: which
     one and its scores, next to the final evaluation's metrics (which describe the last step)."""
@@ -152,7 +162,7 @@ def build_results(run, final_metrics: dict, export_dirs: list[Path], records: li
         "format": FORMAT, "kind": run_kind(run.recipe.task), "task": run.recipe.task,
         "output_dir": str(run.out), "exports": [str(d) for d in export_dirs],
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "wall_time_s": wall_time(run),
-        "metrics": dict(final_metrics), **exported_evaluation(run), **throughput(records),
+        "metrics": dict(final_metrics), **exported_evaluation(run), **time_budget(run), **throughput(records),
         "hardware": hardware(acc), "packages": package_versions(), **git_state(), "wandb": wandb_run(acc),
         "recipe_config": recipe_to_dict(run.recipe),
     }
@@ -164,24 +174,38 @@ def results_table(results: dict) -> list[list]:
     return [[k, results[k]] for k in keys if isinstance(results.get(k), (int, float))]
 
 
-def log_results(accelerator, results: dict) -> None:
-    """The final results table into the run's trackers: a W&B Table (and the run summary), a
-    TensorBoard text entry."""
+def log_results(accelerator, results: dict, tables: dict | None = None) -> None:
+    """The final results table, and the task's own tables ({name: (columns, rows)}: a fine-tuning's dev
+    scores, a sample of QA predictions vs gold), into the run's trackers: W&B Tables (and the run
+    summary), TensorBoard text entries."""
     rows = results_table(results)
+    every = {"results": (["field", "value"], rows), **(tables or {})}
     for tracker in accelerator.trackers:
+        for name, (columns, data) in every.items():
+            if tracker.name == "wandb":
+                tracker.log_table(name, columns=columns, data=data, step=results["steps"])
+            elif tracker.name == "tensorboard":
+                tracker.log({name: markdown_table(columns, data)}, step=results["steps"])
         if tracker.name == "wandb":
-            tracker.log_table("results", columns=["field", "value"], data=rows, step=results["steps"])
             tracker.tracker.summary.update({f"results/{k}": v for k, v in rows})
-        elif tracker.name == "tensorboard":
-            text = "| field | value |\n|---|---|\n" + "\n".join(f"| {k} | {v} |" for k, v in rows)
-            tracker.log({"results": text}, step=results["steps"])
+
+
+def markdown_table(columns: list[str], rows: list[list]) -> str:
+    """A table as TensorBoard's text plugin renders it ('|' inside a cell escaped)."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return "\n".join(lines + ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows])
 
 
 def write_results(run, final_metrics: dict, export_dirs: list[Path], log) -> dict:
-    """Build results.json for the finished run, log its table to the trackers, write it atomically."""
+    """Build results.json for the finished run, log its tables to the trackers, write it atomically."""
     from pipelines.atomic import atomic_write_json
 
     results = build_results(run, final_metrics, export_dirs, read_records(Path(log.path)))
-    log_results(run.accelerator, results)
+    held = results.get("exported_metrics") or {k.removeprefix("eval/"): v for k, v in final_metrics.items()
+                                                if not k.startswith("eval/loss")}
+    log_results(run.accelerator, results, run.task.tracker_tables(held) if run.accelerator.trackers else None)
     atomic_write_json(run.out / RESULTS_FILE, results)
     return results

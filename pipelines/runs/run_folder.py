@@ -39,7 +39,7 @@ OWNED_DIRS = ("tokenizer", "checkpoints", "final")  # plus final-<name> (ELECTRA
 NOT_IDENTITY = frozenset({
     "name", "base", "description",
     "training.output_dir", "training.overwrite_output_dir", "training.resume_from_checkpoint",
-    "training.max_steps", "training.num_train_epochs",
+    "training.max_steps", "training.num_train_epochs", "training.time_budget",
     "training.logging_steps", "training.eval_steps", "training.max_eval_batches",
     "training.per_device_eval_batch_size", "training.save_steps", "training.save_total_limit",
     "training.report_to", "training.run_name", "training.project", "training.push_to_hub",
