@@ -20,7 +20,7 @@ ARGS       ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install system-packages notebook test test-fast prepare pretrain finetune predict distill bench-distill report push tokenizer corpus bench bench-data lint recipes clean
+.PHONY: experiment install system-packages notebook test test-fast prepare pretrain finetune predict distill bench-distill report push tokenizer corpus bench bench-data lint recipes clean
 
 install: system-packages $(VENV)/.installed
 
@@ -116,6 +116,16 @@ bench: install
 # builds 50 MB + 500 MB corpora in a temp folder: run it on a quiet machine
 bench-data: install
 	$(PY) -m bench data $(ARGS)
+
+# issue #21: does pretraining pay off in this budget? tokenizer -> prepare -> pretrain (BUDGET) -> GLUE x SEEDS
+# for the pretrained model and the same architecture from random init (BASELINE=false: skip) -> report;
+# one folder (runs/experiment/<recipe>-<budget>) with experiment.json; rerun the same command to continue
+BUDGET     ?= 60m
+experiment: install
+	$(PY) -m pipelines experiment $(if $(filter command line environment,$(origin RECIPE)),$(RECIPE),bert-mini-cram) \
+		--budget $(BUDGET) $(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) $(if $(SEEDS),--seeds $(SEEDS)) \
+		$(if $(BASELINE),--baseline $(BASELINE)) $(if $(DISTILL),--distill $(DISTILL)) $(if $(TASKS),--tasks $(TASKS)) \
+		$(if $(filter-out default,$(CORPUS)),--corpus $(CORPUS)) $(ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check .

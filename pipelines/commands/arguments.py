@@ -32,7 +32,7 @@ RENAMED = {
 PRECISION_FLAGS = ("bf16", "fp16")  # TrainingArguments' booleans: one field here, mixed_precision
 OPTIMIZER_NAMES = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw": "adamw",
                    "lamb": "lamb"}
-TAKES_OVERRIDES = ("pretrain", "prepare", "finetune", "distill")
+TAKES_OVERRIDES = ("pretrain", "prepare", "finetune", "distill", "experiment")
 TOP_LEVEL = ("name", "base", "task", "description")  # the recipe's own fields, outside any section
 
 
@@ -93,12 +93,15 @@ def normalize(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
     if not argv or argv[0] not in TAKES_OVERRIDES:
         return argv
     own = _own_flags(parser, argv[0])
-    out, i = [argv[0]], 1
+    out, overrides, i = [argv[0]], [], 1
     while i < len(argv):
         token = argv[i]
         name = token[2:].partition("=")[0] if token.startswith("--") else ""
         if token.startswith("-") and (not name or name in own or token in ("-h", "--help")):
-            out.append(token)  # the command's own flag; argparse reads its value
+            out.append(token)  # the command's own flag, and its value (which may hold a '=')
+            if own.get(name) and "=" not in token and i + 1 < len(argv):
+                out.append(argv[i + 1])
+                i += 1
         elif name:
             if "=" in token:
                 value = token.partition("=")[2]
@@ -106,16 +109,20 @@ def normalize(argv: list[str], parser: argparse.ArgumentParser) -> list[str]:
                 value, i = argv[i + 1], i + 1
             else:
                 value = "true"  # a bare boolean flag (--bf16, --push_to_hub)
-            out.append(recipe_override(name, value))
+            overrides.append(recipe_override(name, value))
         elif "=" in token:
             key, _, value = token.partition("=")
-            out.append(recipe_override(key, value))
+            overrides.append(recipe_override(key, value))
         else:
             out.append(token)  # a positional: the recipe name, or an own flag's value
         i += 1
-    return out
+    # the overrides as one run of positionals: argparse takes `RECIPE key=value...` together, and would
+    # refuse a key=value written after one of the command's own flags
+    at = 2 if len(out) > 1 and not out[1].startswith("-") else len(out)
+    return out[:at] + overrides + out[at:]
 
 
-def _own_flags(parser: argparse.ArgumentParser, command: str) -> set[str]:
+def _own_flags(parser: argparse.ArgumentParser, command: str) -> dict[str, bool]:
+    """The command's own --flags -> whether each takes a value."""
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
-    return {s[2:] for a in sub._actions for s in a.option_strings if s.startswith("--")}
+    return {s[2:]: a.nargs != 0 for a in sub._actions for s in a.option_strings if s.startswith("--")}

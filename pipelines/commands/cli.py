@@ -11,6 +11,8 @@
     corpus    [--output PATH]                write the embedded default corpus
     push      FOLDER --repo_id USER/NAME [--dry_run]  an export + generated model card to the Hugging Face Hub
     report    RUNS_DIR [--out FOLDER]        static dashboard (HTML + PNG plots) of the results under RUNS_DIR
+    experiment RECIPE --budget 60m --glue_dir DIR [--seeds 3]  pretraining under a time budget vs random
+              init on GLUE: tokenizer -> prepare -> pretrain -> GLUE x seeds -> report (experiment.json)
     recipes                                  list recipes and tasks
 
 User mistakes (LmforgeError) print one line and exit 2; anything else is a bug and keeps its traceback.
@@ -88,6 +90,15 @@ def _push(args) -> int:
     return 0
 
 
+def _experiment(args) -> int:
+    from pipelines.commands.experiment import run_experiment
+
+    run_experiment(args.recipe, args.budget, args.glue_dir, seeds=args.seeds, baseline=args.baseline == "true",
+                   distill=args.distill, tasks=args.tasks, corpus=args.corpus, output_dir=args.output_dir,
+                   overrides=args.overrides, finetune_overrides=args.finetune, finetune_recipe=args.finetune_recipe)
+    return 0
+
+
 def _report(args) -> int:
     from pipelines.runs.report import build_report
 
@@ -160,6 +171,23 @@ def build_parser() -> argparse.ArgumentParser:
                     help="glue_results.json for the card's model-index (default: finetune's output for this export)")
     pu.add_argument("--license", default=None, help="the card's license (e.g. apache-2.0, mit); none unless given")
     pu.set_defaults(func=_push)
+    ex = sub.add_parser("experiment", help="pretrain under a time budget, fine-tune GLUE against random init, report")
+    ex.add_argument("recipe", help="pretraining recipe (e.g. bert-mini-cram)")
+    ex.add_argument("--budget", default="60m", help="pretraining wall time (training.time_budget): 60m, 2h, ...")
+    ex.add_argument("--glue_dir", default=None, help="folder in the GLUE TSV layout (required)")
+    ex.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per task and arm (median reported)")
+    ex.add_argument("--baseline", default="true", choices=("true", "false"),
+                    help="also fine-tune the same architecture from random init (the comparison)")
+    ex.add_argument("--distill", default=None, help="a student recipe: distil the pretrained model into it too")
+    ex.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default: every task in --glue_dir)")
+    ex.add_argument("--corpus", default="glue", choices=("glue", "recipe"),
+                    help="glue: the tasks' training text (task-adaptive pretraining); recipe: data.corpus")
+    ex.add_argument("--finetune_recipe", default=None, help="GLUE fine-tuning recipe (default: glue)")
+    ex.add_argument("--finetune", action="append", default=[], metavar="KEY=VALUE",
+                    help="a fine-tuning override (repeatable), e.g. --finetune training.num_train_epochs=3")
+    ex.add_argument("--output_dir", default=None, help="default: runs/experiment/<recipe>-<budget>")
+    ex.add_argument("overrides", nargs="*", help="pretraining overrides, e.g. model.config.num_hidden_layers=2")
+    ex.set_defaults(func=_experiment)
     rp = sub.add_parser("report", help="static dashboard of the results under a runs folder")
     rp.add_argument("runs_dir", help="folder holding run output folders (results.json, glue_results.json)")
     rp.add_argument("--out", default=None, help="report folder (default: RUNS_DIR/report); replaced whole")

@@ -70,6 +70,7 @@ class Collected:
     runs: list[RunResult]
     glue: list[GlueResult]
     downstream: list[DownstreamResult] = field(default_factory=list)
+    experiment: dict | None = None  # the comparison of an `experiment` folder (experiment.json)
 
 
 def _is_number(value) -> bool:
@@ -214,4 +215,6 @@ def collect_runs(root: str | Path, skip: Path | None = None) -> Collected:
     if not runs and not glue and not downstream:
         raise LmforgeError(f"runs folder {root}: no lmforge results in it (no results.json, glue_results.json or "
                            "eval_results.json below it); point it at the folder that holds the runs' output folders")
-    return Collected(root, runs, glue, downstream)
+    experiment = root / "experiment.json"
+    comparison = read_json(experiment).get("comparison") if experiment.is_file() else None
+    return Collected(root, runs, glue, downstream, comparison if isinstance(comparison, dict) else None)

@@ -7,6 +7,7 @@ from html import escape
 
 from pipelines.runs.report.collect import Collected, RunResult, eval_key_order
 from pipelines.runs.report.downstream import downstream_html
+from pipelines.runs.report.experiment import comparison_html
 from pipelines.runs.report.glue import column_title, leaderboard
 from pipelines.runs.report.paths import shown_path
 
@@ -112,7 +113,9 @@ def page_html(collected: Collected, plots, generated: str) -> str:
             f"<style>{STYLE}</style></head><body><h1>lmforge report</h1>"
             f'<p class="muted">{escape(where)}: {len(collected.runs)} runs, {len(collected.glue)} GLUE results, '
             f"{len(collected.downstream)} other benchmark results; generated {escape(generated)}</p>"
-            f"<h2>GLUE leaderboard</h2>{leaderboard_html(collected)}"
+            + (f"<h2>Experiment: pretrained vs random init</h2>{comparison_html(collected.experiment)}"
+               if collected.experiment else "")
+            + f"<h2>GLUE leaderboard</h2>{leaderboard_html(collected)}"
             f"<h2>QA, multiple choice and NER</h2>{downstream_html(collected.downstream, collected.root)}"
             f"<h2>Runs</h2>{runs_html(collected)}"
             f"<h2>Plots</h2>{plots_html(plots)}</body></html>")

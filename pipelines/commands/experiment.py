@@ -1,0 +1,218 @@
+"""`experiment`: does pretraining pay off in this budget on this machine? One command, one folder.
+
+    python -m pipelines experiment bert-mini-cram --budget 60m --glue_dir GLUE [--seeds 3]
+    make experiment RECIPE=bert-mini-cram BUDGET=60m GLUE_DIR=... SEEDS=3 [DISTILL=student-tiny]
+
+Stages, each recorded in <folder>/experiment.json (pipelines/runs/experiment_log.py) and never redone
+once finished; the same command continues an interrupted experiment (SIGKILL included) from the
+stage it was in, and a pretraining stage from its newest checkpoint:
+
+    corpus       the GLUE tasks' training text (task-adaptive pretraining; --corpus glue, the default),
+                 or the recipe's own corpus (--corpus recipe)
+    prepare      the tokenizer and the memory-mapped shards (not counted in the budget)
+    pretrain     the recipe under training.time_budget = --budget
+    distill      optional (--distill STUDENT): DistilBERT-style distillation of the pretrained model
+    glue/<arm>/<task>  GLUE fine-tuning x seeds of each arm: pretrained, distilled, and random_init (the
+                 same architecture from fresh weights, on the same seeds; --baseline false skips it)
+    report       the comparison table (experiment.md, experiment.json "comparison") and the report page
+
+Every stage runs in this process with the same functions the single commands use; experiment.json
+records the equivalent command line of each, so any stage can be rerun by hand.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+from pipelines.atomic import atomic_write_json, atomic_write_text
+from pipelines.config import load_recipe, parse_duration
+from pipelines.errors import LmforgeError
+from pipelines.runs.experiment_log import ExperimentLog
+
+CORPORA = ("glue", "recipe")
+
+
+def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 3, baseline: bool = True,
+                   distill: str | None = None, tasks: str | None = None, corpus: str = "glue",
+                   output_dir: str | None = None, overrides=(), finetune_overrides=(),
+                   finetune_recipe: str | None = None) -> dict:
+    from pipelines.commands.finetune import glue_task_list
+
+    parse_duration(budget, "--budget")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise LmforgeError("experiment runs in one process (its stages reset accelerate's state between them); "
+                           "start it with python -m pipelines / make experiment, not accelerate launch")
+    if not glue_dir:
+        raise LmforgeError("experiment: --glue_dir is required (GLUE_DIR=<folder with CoLA/, SST-2/, ...>)")
+    if seeds < 1:
+        raise LmforgeError(f"--seeds {seeds}: must be >= 1")
+    if corpus not in CORPORA:
+        raise LmforgeError(f"--corpus {corpus}: expected one of {', '.join(CORPORA)}")
+    names = glue_task_list("glue", glue_dir)
+    if tasks:
+        wanted = [t.strip().lower().replace("-", "") for t in tasks.split(",") if t.strip()]
+        missing = [t for t in wanted if t not in names]
+        if missing:
+            raise LmforgeError(f"--tasks {tasks}: {', '.join(missing)} not in --glue_dir {glue_dir} "
+                               f"(found: {', '.join(names)})")
+        names = [t for t in names if t in wanted]
+    root = Path(output_dir or Path("runs") / "experiment" / f"{Path(recipe).stem}-{budget}")
+    pretrain_over = [*overrides, f"training.time_budget={budget}", f"training.output_dir={root / 'pretrain'}"]
+    checked = load_recipe(recipe, pretrain_over)  # every recipe mistake before any work
+    settings = {"recipe": recipe, "budget": budget, "glue_dir": str(Path(glue_dir).resolve()), "tasks": names,
+                "seeds": seeds, "baseline": baseline, "distill": distill, "corpus": corpus,
+                "pretrain_overrides": list(overrides), "finetune_overrides": list(finetune_overrides),
+                "finetune_recipe": finetune_recipe}
+    log = ExperimentLog(root, settings)
+    if corpus == "glue":
+        text = _corpus_stage(log, root, glue_dir, names)
+        pretrain_over.append(f"data.corpus={text}")
+        checked = load_recipe(recipe, pretrain_over)
+    _prepare_stage(log, recipe, pretrain_over)
+    export = _pretrain_stage(log, recipe, pretrain_over, root)
+    arms = {"pretrained": (export, [])}
+    if distill:
+        arms["distilled"] = (_distill_stage(log, export, distill, budget, root), [])
+    if baseline:
+        arms["random_init"] = (export, ["objective.random_init=true"])
+    summaries = {arm: _glue_stages(log, arm, path, extra, names, glue_dir, seeds, root, finetune_overrides,
+                                   finetune_recipe) for arm, (path, extra) in arms.items()}
+    return _report_stage(log, root, summaries, checked)
+
+
+def _fresh_accelerate() -> None:
+    """accelerate keeps one process-wide state (precision, device): each stage's run sets its own
+    (pretraining in bf16, fine-tuning in fp32), so the state is reset between stages. One process only."""
+    from accelerate.state import AcceleratorState, GradientState, PartialState
+
+    AcceleratorState._reset_state(True)
+    GradientState._reset_state()
+    PartialState._reset_state()
+
+
+def _command(*words) -> str:
+    return "python -m pipelines " + " ".join(shlex.quote(str(w)) for w in words)
+
+
+def _corpus_stage(log: ExperimentLog, root: Path, glue_dir: str, names: list[str]) -> str:
+    from pipelines.data.tapt import write_glue_train_text
+
+    path = root / "corpus" / "glue-train.txt"
+    if not log.done("corpus") or not path.is_file():
+        with log.stage("corpus", f"(GLUE training text of {', '.join(names)} from {glue_dir})", None) as result:
+            result.update(write_glue_train_text(glue_dir, names, path), path=str(path))
+    return str(path.resolve())
+
+
+def _prepare_stage(log: ExperimentLog, recipe: str, over: list[str]) -> None:
+    from argparse import Namespace
+
+    from pipelines.commands.pretrain import prepare
+
+    if log.done("prepare"):
+        return
+    with log.stage("prepare", _command("prepare", recipe, *over), recipe) as result:
+        _fresh_accelerate()
+        prepare(Namespace(recipe=recipe, overrides=over))
+        result["tokenizer"] = str(Path(load_recipe(recipe, over).training.output_dir) / "tokenizer")
+
+
+def _pretrain_stage(log: ExperimentLog, recipe: str, over: list[str], root: Path) -> str:
+    from pipelines.engine.checkpoint import list_checkpoints
+    from pipelines.engine.loop import train
+    from tasks.base import get_task
+
+    if log.done("pretrain"):
+        return log.result("pretrain")["export"]
+    extra = []
+    if log.interrupted("pretrain"):  # continue from its newest checkpoint, or start it anew
+        extra = (["training.resume_from_checkpoint=latest"] if list_checkpoints(root / "pretrain")
+                 else ["training.overwrite_output_dir=true"])
+    with log.stage("pretrain", _command("pretrain", recipe, *over, *extra), recipe) as result:
+        r = load_recipe(recipe, over + extra)
+        _fresh_accelerate()
+        trained = train(get_task(r.task)(r), r)
+        if not trained.export_dirs:
+            raise LmforgeError(f"experiment: the pretraining run {root / 'pretrain'} exported nothing")
+        result.update(export=str(trained.export_dirs[0].resolve()), steps=trained.steps,
+                      final_eval=trained.eval_metrics, **_ended(root / "pretrain"))
+    return result["export"]
+
+
+def _ended(out: Path) -> dict:
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    return {k: results[k] for k in ("ended_by", "elapsed_s", "time_budget_s", "tokens", "tokens_per_sec")
+            if k in results}
+
+
+def _distill_stage(log: ExperimentLog, teacher: str, student: str, budget: str, root: Path) -> str:
+    from pipelines.commands.distill import run_distill
+
+    if log.done("distill"):
+        return log.result("distill")["export"]
+    out = root / "distill"
+    over = [f"training.time_budget={budget}", "training.max_steps=100000000", "training.warmup_steps=0",
+            "training.warmup_ratio=0.06"]
+    over += ["training.overwrite_output_dir=true"] if log.interrupted("distill") else []
+    with log.stage("distill", _command("distill", "--method", "distilbert", "--teacher", teacher, "--student",
+                                       student, "--task", "pretrain", "--output_dir", out, *over), None) as result:
+        _fresh_accelerate()
+        run_distill("distilbert", teacher, student, "pretrain", output_dir=str(out), overrides=over)
+        exports = sorted(p.parent for p in out.rglob("final/config.json"))
+        if not exports:
+            raise LmforgeError(f"experiment: the distillation run {out} exported nothing")
+        result["export"] = str(exports[0].resolve())
+    return result["export"]
+
+
+def _glue_stages(log: ExperimentLog, arm: str, model: str, extra: list[str], names: list[str], glue_dir: str,
+                 seeds: int, root: Path, finetune_overrides, finetune_recipe) -> dict:
+    """Fine-tune `model` on each task (one stage per task); the arm's glue_results.json holds them all."""
+    from pipelines.commands.finetune import run_glue
+
+    arm_root = root / "glue" / arm
+    summary = {}
+    for name in names:
+        stage = f"glue/{arm}/{name}"
+        if not log.done(stage):
+            over = [*finetune_overrides, *extra]
+            again = ["training.overwrite_output_dir=true"] if log.interrupted(stage) else []
+            words = ["finetune", "--task", f"glue/{name}", "--model", model, "--glue_dir", glue_dir, "--seeds", seeds,
+                     "--output_dir", arm_root, *(["--recipe", finetune_recipe] if finetune_recipe else []), *over]
+            with log.stage(stage, _command(*words), finetune_recipe or "glue") as result:
+                _fresh_accelerate()
+                result.update(run_glue(f"glue/{name}", model, glue_dir, finetune_recipe, over + again,
+                                       str(arm_root), seeds)[name])
+        summary[name] = log.result(stage)
+        atomic_write_json(arm_root / "glue_results.json", summary)  # run_glue wrote only its own task
+    return summary
+
+
+def _report_stage(log: ExperimentLog, root: Path, summaries: dict, recipe) -> dict:
+    from pipelines.runs.report import build_report
+    from pipelines.runs.report.experiment import comparison, comparison_markdown
+
+    config = recipe.model.config
+    shape = (config.get("num_hidden_layers"), config.get("hidden_size"))
+    comp = comparison(summaries, shape)
+    with log.stage("report", _command("report", root), None) as result:
+        log.data["comparison"] = comp
+        log.save()  # the report page reads the comparison from experiment.json
+        table = comparison_markdown(comp)
+        atomic_write_text(root / "experiment.md", _markdown(log, table))
+        result.update(page=str(build_report(root)), table=str(root / "experiment.md"))
+    print(table)
+    print(f"experiment: {root} ({log.data['wall_time_s'] / 60:.1f} min of stages)")
+    return comp
+
+
+def _markdown(log: ExperimentLog, table: str) -> str:
+    s = log.data["settings"]
+    rows = "\n".join(f"| {name} | {st.get('status')} | {st.get('wall_time_s', 0) / 60:.1f} | `{st.get('command')}` |"
+                     for name, st in log.stages.items())
+    return (f"# Experiment: {s['recipe']}, budget {s['budget']}, {s['seeds']} seeds\n\n{table}\n\n"
+            f"| stage | status | minutes | command |\n|---|---|---|---|\n{rows}\n")
