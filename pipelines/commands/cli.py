@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--tasks", default=None, help="comma-separated GLUE tasks (default: every task in --glue_dir)")
     ex.add_argument("--corpus", default="glue", choices=("glue", "recipe"),
                     help="glue: the tasks' training text (task-adaptive pretraining); recipe: data.corpus")
-    ex.add_argument("--finetune_recipe", default=None, help="GLUE fine-tuning recipe (default: glue)")
+    ex.add_argument("--finetune_recipe", default="glue-budget", help="GLUE fine-tuning recipe (default: glue-budget)")
     ex.add_argument("--finetune", action="append", default=[], metavar="KEY=VALUE",
                     help="a fine-tuning override (repeatable), e.g. --finetune training.num_train_epochs=3")
     ex.add_argument("--output_dir", default=None, help="default: runs/experiment/<recipe>-<budget>")
