@@ -129,6 +129,11 @@ class Task:
         The engine keeps the best weights (pipelines/engine/best.py)."""
         return None
 
+    def tracker_tables(self, metrics: dict) -> dict[str, tuple[list[str], list[list]]]:
+        """Tables for the run's trackers when it ends (a W&B Table each): name -> (columns, rows).
+        `metrics`: the evaluation the export holds, without the 'eval/' prefix. Default: none."""
+        return {}
+
     # --- export -----------------------------------------------------------------------
     def export(self, model, tokenizer, out_dir: Path, state_dict: dict | None = None) -> list[Path]:
         """save_pretrained folders that load with the right AutoModelFor... class. `state_dict` is the

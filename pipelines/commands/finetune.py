@@ -5,8 +5,8 @@ task, with the one training engine; write each run's results JSON and print the 
     python -m pipelines finetune --task summarization --model runs/t5-tiny/final --data news.jsonl
     make finetune TASK=summarization MODEL=runs/bart-tiny/final DATA=news.jsonl
 
-Which recipe suits a checkpoint is the tasks' decision (tasks/finetuning/glue_t5.py: text-to-text
-for T5, a classification head otherwise); the driver only reads the checkpoint's model_type.
+Which recipe suits a checkpoint is the tasks' decision (tasks/finetuning/glue_t5.py and squad_t5.py:
+text-to-text for T5, a head otherwise); the driver only reads the checkpoint's model_type.
 
 Default output: runs/finetune/<model label>/<task> (pipelines/runs/run_folder.py, default_output_root).
 """
@@ -22,7 +22,7 @@ from pipelines.errors import LmforgeError
 from pipelines.runs.run_folder import default_output_root
 
 SEQ2SEQ_RECIPE = "summarization"
-# the papers' other benchmarks: --task -> (recipe, what the task name fixes)
+# the papers' other benchmarks: --task -> (recipe, what the task name fixes); SQuAD on T5: squad-t5
 DOWNSTREAM = {
     "squad": ("squad", []),
     "squad_v2": ("squad", ["objective.version_2_with_negative=true"]),
@@ -159,7 +159,7 @@ def run_downstream(task: str, path: str, data: str | None, recipe_name: str | No
     if not data:
         raise LmforgeError(f"--task {task}: no data; pass --data <folder in the official layout, or a Hub name> "
                            f"(make finetune TASK={task} MODEL=... DATA=<folder>)")
-    recipe_name = recipe_name or DOWNSTREAM[task][0]
+    recipe_name = recipe_name or downstream_recipe(task, path)
     root = Path(output_dir or default_output_root(path, overrides) / task)
     where = os.path.abspath(data) if Path(data).exists() else data  # recipe.json works from anywhere
     fixed = [f"model.name_or_path={path}", f"objective.data={where}", f"name={recipe_name}-{task}",
@@ -183,53 +183,86 @@ def run_downstream(task: str, path: str, data: str | None, recipe_name: str | No
     return summary
 
 
-def run_predict_squad(task: str, model: str, data: str | None, output_dir: str | None = None) -> Path:
-    """predictions.json ({id: answer}) and, for squad_v2, null_odds.json ({id: null minus best span
-    score}) in the official formats, for the dev file of `data` (or a JSON file), from a fine-tuned
-    export; with the official scores when the file has answers. The export's own run settings
-    (recipe.json beside it: length, doc stride, answer length, threshold) are used when present."""
-    import json
+def downstream_recipe(task: str, path: str) -> str:
+    """The recipe of a SQuAD / SWAG / RACE / NER task for checkpoint `path`: SQuAD on a T5 checkpoint is
+    text-to-text (tasks/finetuning/squad_t5.py decides from its model_type), the rest a head."""
+    if task in ("squad", "squad_v2"):
+        from tasks.finetuning.common import checkpoint_config
+        from tasks.finetuning.squad_t5 import squad_recipe_for
 
+        return squad_recipe_for(checkpoint_config(path).model_type)
+    return DOWNSTREAM[task][0]
+
+
+def run_predict_squad(task: str, model: str, data: str | None, output_dir: str | None = None) -> Path:
+    """predictions.json ({id: answer}) and, for squad_v2 with a span-extracting model, null_odds.json
+    ({id: null minus best span score}) in the official formats, for the dev file of `data` (or a JSON
+    file), from a fine-tuned export; with the official scores when the file has answers. A T5 export
+    answers by generating (squad-t5, no null odds). The export's own run settings (recipe.json beside
+    it: length, doc stride, answer length, threshold) are used when present."""
     import torch
-    from transformers import AutoModelForQuestionAnswering
 
     from pipelines.data.squad import load_squad
     from tasks.base import get_task
+    from tasks.finetuning.common import checkpoint_config
     from tasks.finetuning.squad import with_threshold
     from tasks.finetuning.squad_eval import squad_v1_scores, squad_v2_scores
+    from tasks.finetuning.squad_t5 import squad_recipe_for
 
     if not data:
         raise LmforgeError(f"--task {task} --do_predict: pass --data <folder with the dev file, or the JSON file>")
     export = resolve_model(model)
     v2 = task == "squad_v2"
     out = Path(output_dir or (Path(export).parent if Path(export).is_dir() else Path("runs")) / "predictions")
-    kept = []
-    recipe_json = Path(export).parent / "recipe.json"
-    if recipe_json.is_file():  # the settings the model was fine-tuned and evaluated with
-        saved = json.loads(recipe_json.read_text())
-        kept = [f"data.max_seq_length={saved['data']['max_seq_length']}"] + [
-            f"objective.{k}={saved['objective'][k]}" for k in ("doc_stride", "max_answer_length", "n_best_size",
-                                                               "null_score_diff_threshold") if k in saved["objective"]]
     where = os.path.abspath(data) if Path(data).exists() else data
-    recipe = load_recipe("squad", [f"model.name_or_path={export}", f"objective.data={where}",
-                                   f"objective.version_2_with_negative={str(v2).lower()}",
-                                   f"training.output_dir={out}", *kept])
-    qa = get_task("squad")(recipe)
-    qa.setup(qa.load_tokenizer())
+    recipe_name = squad_recipe_for(checkpoint_config(export).model_type)
+    recipe = load_recipe(recipe_name, [f"model.name_or_path={export}", f"objective.data={where}",
+                                       f"objective.version_2_with_negative={str(v2).lower()}",
+                                       f"training.output_dir={out}", *_predict_settings(export)])
+    qa = get_task(recipe.task)(recipe)
+    tokenizer = qa.load_tokenizer()
+    qa.setup(tokenizer)
     examples = load_squad(where, "dev", v2)
-    net = AutoModelForQuestionAnswering.from_pretrained(export).to("cuda" if torch.cuda.is_available() else "cpu")
-    answers, null_odds = qa.predict(net, examples, batch_size=recipe.training.per_device_eval_batch_size)
-    threshold = qa.params.null_score_diff_threshold
-    atomic_write_json(out / "predictions.json", with_threshold(answers, null_odds, threshold) if v2 else answers)
-    if v2:
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    batch_size = recipe.training.per_device_eval_batch_size
+    null_odds = None
+    if recipe_name == "squad-t5":  # the generated text is the answer
+        predictions = qa.predict(qa.build_model(tokenizer).to(device), examples, batch_size=batch_size)
+        scores = qa.scores(examples, predictions)
+    else:
+        from transformers import AutoModelForQuestionAnswering
+
+        net = AutoModelForQuestionAnswering.from_pretrained(export).to(device)
+        answers, null_odds = qa.predict(net, examples, batch_size=batch_size)
+        threshold = qa.params.null_score_diff_threshold
+        predictions = with_threshold(answers, null_odds, threshold) if v2 else answers
+        scores = squad_v2_scores(examples, answers, null_odds, threshold) if v2 else squad_v1_scores(examples, answers)
+    atomic_write_json(out / "predictions.json", predictions)
+    if v2 and null_odds is not None:
         atomic_write_json(out / "null_odds.json", null_odds)
     if all(e["answers"] or e["is_impossible"] for e in examples):  # a dev file: score it
-        scores = squad_v2_scores(examples, answers, null_odds, threshold) if v2 else squad_v1_scores(examples, answers)
         atomic_write_json(out / "eval_results.json", {"task": task, "model": export, "data": where, **scores})
         print(f"{task}: " + "  ".join(f"{k}={100 * v:.2f}" for k, v in scores.items()
                                       if not k.endswith(("_thresh", "total"))))
     print(f"predictions: {out / 'predictions.json'}")
     return out
+
+
+# the settings an export was fine-tuned and evaluated with, which prediction keeps (recipe.json)
+PREDICT_SETTINGS = ("doc_stride", "max_answer_length", "n_best_size", "null_score_diff_threshold", "no_answer_text",
+                    "num_beams")
+
+
+def _predict_settings(export: str) -> list[str]:
+    """Overrides repeating the input length and answer settings of the run that wrote `export`."""
+    import json
+
+    recipe_json = Path(export).parent / "recipe.json"
+    if not recipe_json.is_file():
+        return []
+    saved = json.loads(recipe_json.read_text())
+    return [f"data.max_seq_length={saved['data']['max_seq_length']}"] + [
+        f"objective.{k}={saved['objective'][k]}" for k in PREDICT_SETTINGS if k in saved["objective"]]
 
 
 def run_predict(task: str, model: str, glue_dir: str | None, output_dir: str | None = None) -> list[Path]:

@@ -41,3 +41,13 @@ def gather(objects: list) -> list:
     from accelerate.utils import gather_object
 
     return gather_object(objects)
+
+
+def eval_tables(benchmark: str, metrics: dict, sample: tuple[list[str], list[list]] | None = None) -> dict:
+    """Task.tracker_tables of a fine-tuning run: '<benchmark>/dev' (metric, value) of the evaluation the
+    export holds and, when given, '<benchmark>/predictions' (columns, rows) of the last evaluation."""
+    rows = [[k, float(v)] for k, v in metrics.items() if isinstance(v, (int, float)) and not k.startswith("loss")]
+    tables = {f"{benchmark}/dev": (["metric", "value"], rows)}
+    if sample and sample[1]:
+        tables[f"{benchmark}/predictions"] = sample
+    return tables

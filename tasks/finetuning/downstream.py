@@ -15,7 +15,7 @@ from typing import ClassVar
 from pipelines.config import check_choice, check_range
 from pipelines.errors import LmforgeError, one_line
 from tasks.base import Task
-from tasks.finetuning.common import fit_max_length
+from tasks.finetuning.common import eval_tables, fit_max_length
 from tasks.finetuning.lora import LoraParams
 
 
@@ -37,16 +37,33 @@ class DownstreamParams:
 def check_fine_tuning(p, where: str) -> None:
     """The settings every fine-tuning params class shares (GLUE's too): caps, best export and early
     stopping, LoRA."""
+    check_caps_and_best(p, where)
+    check_choice(where, "peft", p.peft, ("none", "lora"))
+    if p.peft == "lora" and p.random_init:  # frozen random weights cannot be rebuilt from an adapter
+        raise LmforgeError(f"{where}: random_init and peft=lora together: LoRA needs pretrained weights")
+    p.lora.check(where)
+
+
+def check_caps_and_best(p, where: str) -> None:
+    """Example caps, best export and early stopping (also the text-to-text tasks' settings)."""
     for name in ("max_train_examples", "max_eval_examples"):
         check_range(where, name, getattr(p, name), lo=1)
     check_range(where, "early_stopping_patience", p.early_stopping_patience, lo=0)
     if p.early_stopping_patience and not p.export_best:  # as HF Trainer's load_best_model_at_end
         raise LmforgeError(f"{where}, early_stopping_patience: {p.early_stopping_patience} needs "
                            "export_best=true (stopping on no gain and exporting the last, worse, weights)")
-    check_choice(where, "peft", p.peft, ("none", "lora"))
-    if p.peft == "lora" and p.random_init:  # frozen random weights cannot be rebuilt from an adapter
-        raise LmforgeError(f"{where}: random_init and peft=lora together: LoRA needs pretrained weights")
-    p.lora.check(where)
+
+
+def capped_rows(rows: list, split: str, p, seed: int) -> list:
+    """p.max_train_examples (a subset drawn with the run's seed) or p.max_eval_examples (the first rows,
+    so every run scores the same)."""
+    import random
+
+    if split == "train" and p.max_train_examples and len(rows) > p.max_train_examples:
+        return random.Random(seed).sample(rows, p.max_train_examples)
+    if split != "train" and p.max_eval_examples:
+        return rows[: p.max_eval_examples]
+    return rows
 
 
 class DownstreamTask(Task):
@@ -123,13 +140,15 @@ class DownstreamTask(Task):
         """training.eval_steps when set; otherwise every epoch while the best evaluation is kept."""
         return self.recipe.training.eval_steps or (steps_per_epoch if self.keep_best() else 0)
 
+    # --- the trackers' tables --------------------------------------------------------------------
+    @property
+    def benchmark(self) -> str:
+        """The benchmark's name in tables and cards (squad_v2, race, ...); the task's name by default."""
+        return self.name
+
+    def tracker_tables(self, metrics: dict) -> dict[str, tuple[list[str], list[list]]]:
+        return eval_tables(self.benchmark, metrics)
+
     # --- helpers for prepare ---------------------------------------------------------------------
     def capped(self, rows: list, split: str) -> list:
-        """max_train_examples (a subset drawn with the run's seed) or max_eval_examples (the first rows)."""
-        import random
-
-        if split == "train" and self.params.max_train_examples and len(rows) > self.params.max_train_examples:
-            return random.Random(self.recipe.training.seed).sample(rows, self.params.max_train_examples)
-        if split != "train" and self.params.max_eval_examples:
-            return rows[: self.params.max_eval_examples]
-        return rows
+        return capped_rows(rows, split, self.params, self.recipe.training.seed)

@@ -104,6 +104,10 @@ class MultipleChoice(DownstreamTask):
     lora_task_type = "SEQ_CLS"
     lora_head = ("classifier",)
 
+    @property
+    def benchmark(self) -> str:
+        return self.params.dataset  # swag | race
+
     def prepare(self, tokenizer):
         self.setup_once(tokenizer)
         p = self.params

@@ -27,8 +27,9 @@ import torch
 
 from pipelines.config import check_range
 from tasks.base import register
-from tasks.finetuning.common import gather
+from tasks.finetuning.common import eval_tables, gather
 from tasks.finetuning.downstream import DownstreamParams, DownstreamTask
+from tasks.finetuning.squad_eval import SAMPLE_SIZE, prediction_table, squad_v1_scores, squad_v2_scores
 from tasks.shared.batching import attention_mask, pad_stack
 
 
@@ -114,6 +115,15 @@ class ExtractiveQA(DownstreamTask):
     lora_task_type = "QUESTION_ANS"
     lora_head = ("qa_outputs",)
 
+    last_predictions: tuple | list = ()  # the last evaluation's first (example, answer) pairs, for trackers
+
+    @property
+    def benchmark(self) -> str:
+        return "squad_v2" if self.params.version_2_with_negative else "squad"
+
+    def tracker_tables(self, metrics: dict) -> dict[str, tuple[list[str], list[list]]]:
+        return eval_tables(self.benchmark, metrics, prediction_table(self.last_predictions))
+
     # --- data ------------------------------------------------------------------------------------
     def prepare(self, tokenizer):
         from pipelines.data.squad import load_squad
@@ -193,18 +203,18 @@ class ExtractiveQA(DownstreamTask):
 
     @torch.no_grad()
     def eval_metrics(self, model, batches, outputs=None):
-        from tasks.finetuning.squad_eval import squad_v1_scores, squad_v2_scores
-
         if outputs is None:
             outputs = [self.eval_batch(model, b)[1] for b in batches]
         logits = {f: (s, e) for f, s, e in gather([row for rows in outputs for row in rows])}
         answers, null_odds = postprocess(self.eval_examples, self.eval_features, logits, self.params)
         seen = {self.eval_features[f]["example_id"] for f in logits}  # training.max_eval_batches may cut the set
         evaluated = [e for e in self.eval_examples if e["id"] in seen]
-        if self.params.version_2_with_negative:
+        v2, threshold = self.params.version_2_with_negative, self.params.null_score_diff_threshold
+        final = with_threshold(answers, null_odds, threshold) if v2 else answers
+        self.last_predictions = [(e, final[e["id"]]) for e in evaluated[:SAMPLE_SIZE]]
+        if v2:
             return squad_v2_scores(evaluated, {e["id"]: answers[e["id"]] for e in evaluated},
-                                   {e["id"]: null_odds[e["id"]] for e in evaluated},
-                                   self.params.null_score_diff_threshold)
+                                   {e["id"]: null_odds[e["id"]] for e in evaluated}, threshold)
         return squad_v1_scores(evaluated, answers)
 
     # --- prediction from an export ---------------------------------------------------------------

@@ -89,19 +89,38 @@ def squad_v2_scores(examples: list[dict], answers: dict[str, str], null_odds: di
     """The v2.0 script's report for the predictions at `threshold` ("" where the null odds exceed it),
     its HasAns / NoAns halves, and the best thresholds. `answers`: the best non-null span per id."""
     predictions = {qid: "" if null_odds[qid] > threshold else text for qid, text in answers.items()}
-    em, f = raw_scores(examples, predictions)
+    out = squad_v2_halves(examples, predictions)
     has_answer = {e["id"]: bool(e["answers"]) for e in examples}
-    out = _averages(em, f, list(em))
-    for name, ids in (("HasAns", [q for q, h in has_answer.items() if h]),
-                      ("NoAns", [q for q, h in has_answer.items() if not h])):
-        if ids:
-            out.update({f"{name}_{k}": v for k, v in _averages(em, f, ids).items()})
     answer_em, answer_f1 = raw_scores(examples, answers)
     out["best_exact"], out["best_exact_thresh"] = best_threshold(answer_em, null_odds, has_answer, answers)
     out["best_f1"], out["best_f1_thresh"] = best_threshold(answer_f1, null_odds, has_answer, answers)
     return out
 
 
+def squad_v2_halves(examples: list[dict], predictions: dict[str, str]) -> dict[str, float]:
+    """The v2.0 script's exact / f1 / total and their HasAns / NoAns halves for final predictions
+    ("" = no answer). A text-to-text model has no null score, so this is its whole v2.0 report."""
+    em, f = raw_scores(examples, predictions)
+    out = _averages(em, f, list(em))
+    for name, ids in (("HasAns", [e["id"] for e in examples if e["answers"]]),
+                      ("NoAns", [e["id"] for e in examples if not e["answers"]])):
+        if ids:
+            out.update({f"{name}_{k}": v for k, v in _averages(em, f, ids).items()})
+    return out
+
+
 def _averages(em: dict, f: dict, ids: list[str]) -> dict[str, float]:
     n = max(len(ids), 1)
     return {"exact": sum(em[q] for q in ids) / n, "f1": sum(f[q] for q in ids) / n, "total": float(len(ids))}
+
+
+SAMPLE_SIZE = 20  # predictions vs gold in the trackers' table (the first dev questions evaluated)
+
+
+def prediction_table(pairs: list[tuple[dict, str]]) -> tuple[list[str], list[list]]:
+    """(columns, rows) of (example, prediction) pairs for a tracker table: id, question, prediction,
+    the gold answers and the pair's EM and F1 ("" is no answer)."""
+    em, f = raw_scores([e for e, _ in pairs], {e["id"]: p for e, p in pairs})
+    rows = [[e["id"], e["question"], p, " | ".join(a["text"] for a in e["answers"]), em[e["id"]], f[e["id"]]]
+            for e, p in pairs]
+    return ["id", "question", "prediction", "gold", "exact_match", "f1"], rows
