@@ -16,7 +16,8 @@ import torch
 
 from pipelines.errors import LmforgeError, one_line
 from tasks.base import Task, register
-from tasks.finetuning.common import fit_max_length, gather
+from tasks.finetuning import padding_free
+from tasks.finetuning.common import checkpoint_config, fit_max_length, gather
 from tasks.finetuning.lora import LoraParams
 from tasks.shared.batching import attention_mask, pad_stack
 
@@ -64,6 +65,7 @@ def load_glue_splits(p: GlueParams, seed: int):
 class GlueClassification(Task):
     Params = GlueParams
     needs_checkpoint: ClassVar[bool] = True  # distillation students may instead be built from a config
+    packed: bool = False  # training.padding_free resolved for this model by setup() (padding_free.py)
 
     def __init__(self, recipe):
         super().__init__(recipe)
@@ -72,6 +74,15 @@ class GlueClassification(Task):
         self.spec = get_glue_task(self.params.glue_task)
         if not recipe.model.name_or_path and self.needs_checkpoint:
             raise LmforgeError(f"recipe '{recipe.name}': fine-tuning needs model.name_or_path (a checkpoint)")
+        if padding_free.setting(recipe) == "true" and not self._packs():
+            raise LmforgeError(f"recipe '{recipe.name}', training.padding_free=true: task '{self.name}' has its own "
+                               "loss or collation, not shown exact when packed; set training.padding_free=auto or "
+                               "false")
+
+    def _packs(self) -> bool:
+        """Padding-free batches are for GLUE's own collation and loss (distillation subclasses pad)."""
+        own = GlueClassification
+        return type(self).loss is own.loss and type(self).collate is own.collate and type(self).setup is own.setup
 
     def load_tokenizer(self):
         tok = super().load_tokenizer()
@@ -85,9 +96,11 @@ class GlueClassification(Task):
         if init:  # the weights come from there: its position table limits the length
             from tasks.finetuning.init_from import init_config
 
-            self.max_length = fit_max_length(self.recipe, tokenizer, init_config(init))
+            config = init_config(init)
         else:
-            self.max_length = fit_max_length(self.recipe, tokenizer)
+            config = checkpoint_config(self.recipe.model.name_or_path)
+        self.max_length = fit_max_length(self.recipe, tokenizer, config)
+        self.packed = self._packs() and padding_free.resolve(self.recipe, config)
 
     def _encode(self, rows, split_id: int) -> list[dict]:
         cols = [rows[c] for c in self.spec.text_columns]
@@ -113,13 +126,18 @@ class GlueClassification(Task):
 
     def collate(self, examples, generator):
         pad = self.tokenizer.pad_token_id
+        labels = torch.tensor([e["label"] for e in examples],
+                              dtype=torch.float if self.spec.is_regression else torch.long)
+        split = torch.tensor([e["split"] for e in examples])
+        if self.packed:  # auto: only where packing removes rows; true: always
+            always = padding_free.setting(self.recipe) == "true"
+            batch = padding_free.collate_packed(examples, pad, 0.0 if always else padding_free.MIN_ROW_SAVING)
+            if batch is not None:
+                return {**batch, "labels": labels, "split": split}
         input_ids = pad_stack([e["input_ids"] for e in examples], pad)
         lengths = torch.tensor([len(e["input_ids"]) for e in examples])
         batch = {"input_ids": input_ids,
-                 "attention_mask": attention_mask(lengths, input_ids.size(1)),
-                 "labels": torch.tensor([e["label"] for e in examples],
-                                        dtype=torch.float if self.spec.is_regression else torch.long),
-                 "split": torch.tensor([e["split"] for e in examples])}
+                 "attention_mask": attention_mask(lengths, input_ids.size(1)), "labels": labels, "split": split}
         if "token_type_ids" in examples[0]:
             batch["token_type_ids"] = pad_stack([e["token_type_ids"] for e in examples], 0)
         return batch
@@ -177,6 +195,8 @@ class GlueClassification(Task):
         return {"loss": torch.tensor(batch["labels"].numel())}
 
     def _logits(self, model, batch):
+        if padding_free.is_packed(batch):
+            return padding_free.packed_logits(model, batch)
         inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
         return model(**inputs).logits
 
