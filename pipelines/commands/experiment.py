@@ -32,6 +32,9 @@ from pipelines.errors import LmforgeError
 from pipelines.runs.experiment_log import ExperimentLog
 
 CORPORA = ("glue", "recipe")
+SHARED_WITH_DISTILL = {f"training.{k}" for k in ("per_device_train_batch_size", "gradient_accumulation_steps",
+                                                  "mixed_precision", "logging_steps", "eval_steps", "save_steps",
+                                                  "max_eval_batches")}
 
 
 def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 3, baseline: bool = True,
@@ -59,7 +62,8 @@ def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 
                                f"(found: {', '.join(names)})")
         names = [t for t in names if t in wanted]
     root = Path(output_dir or Path("runs") / "experiment" / f"{Path(recipe).stem}-{budget}")
-    pretrain_over = [*overrides, f"training.time_budget={budget}", f"training.output_dir={root / 'pretrain'}"]
+    pretrain_over = [*budget_defaults(load_recipe(recipe, list(overrides))), *overrides,
+                     f"training.time_budget={budget}", f"training.output_dir={root / 'pretrain'}"]
     checked = load_recipe(recipe, pretrain_over)  # every recipe mistake before any work
     settings = {"recipe": recipe, "budget": budget, "glue_dir": str(Path(glue_dir).resolve()), "tasks": names,
                 "seeds": seeds, "baseline": baseline, "distill": distill, "corpus": corpus,
@@ -74,12 +78,26 @@ def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 
     export = _pretrain_stage(log, recipe, pretrain_over, root)
     arms = {"pretrained": (export, [])}
     if distill:
-        arms["distilled"] = (_distill_stage(log, export, distill, budget, root), [])
+        # the same corpus, sequence length and batch shape as the pretraining (its own rate and schedule)
+        corpus_over = [o for o in pretrain_over if o.startswith("data.") or o.split("=")[0] in SHARED_WITH_DISTILL]
+        arms["distilled"] = (_distill_stage(log, export, distill, budget, root, corpus_over), [])
     if baseline:
         arms["random_init"] = (export, ["objective.random_init=true"])
     summaries = {arm: _glue_stages(log, arm, path, extra, names, glue_dir, seeds, root, finetune_overrides,
                                    finetune_recipe) for arm, (path, extra) in arms.items()}
     return _report_stage(log, root, summaries, checked)
+
+
+def budget_defaults(recipe) -> list[str]:
+    """What makes any pretraining recipe a budgeted one: the budget, not the recipe's step count, ends
+    the run (a max_steps given on the command line still wins), and a warmup in steps becomes the same
+    fraction of the recipe's schedule (the budget's schedule runs over the elapsed fraction)."""
+    t = recipe.training
+    out = ["training.max_steps=100000000"]
+    if t.warmup_steps:
+        ratio = min(0.5, t.warmup_steps / t.max_steps) if t.max_steps > 0 else 0.06
+        out += ["training.warmup_steps=0", f"training.warmup_ratio={ratio:.4g}"]
+    return out
 
 
 def _fresh_accelerate() -> None:
@@ -149,14 +167,17 @@ def _ended(out: Path) -> dict:
             if k in results}
 
 
-def _distill_stage(log: ExperimentLog, teacher: str, student: str, budget: str, root: Path) -> str:
+def _distill_stage(log: ExperimentLog, teacher: str, student: str, budget: str, root: Path,
+                   corpus_over: list[str]) -> str:
     from pipelines.commands.distill import run_distill
 
     if log.done("distill"):
         return log.result("distill")["export"]
     out = root / "distill"
     over = [f"training.time_budget={budget}", "training.max_steps=100000000", "training.warmup_steps=0",
-            "training.warmup_ratio=0.06"]
+            "training.warmup_ratio=0.06", *corpus_over]
+    if _width(student) not in (None, _width(teacher)):  # DistilBERT's cosine term needs equal widths
+        over.append("objective.alpha_cos=0")
     over += ["training.overwrite_output_dir=true"] if log.interrupted("distill") else []
     with log.stage("distill", _command("distill", "--method", "distilbert", "--teacher", teacher, "--student",
                                        student, "--task", "pretrain", "--output_dir", out, *over), None) as result:
@@ -167,6 +188,16 @@ def _distill_stage(log: ExperimentLog, teacher: str, student: str, budget: str, 
             raise LmforgeError(f"experiment: the distillation run {out} exported nothing")
         result["export"] = str(exports[0].resolve())
     return result["export"]
+
+
+def _width(model: str) -> int | None:
+    """hidden_size of a checkpoint folder or of a student recipe (None: the teacher's, or unknown)."""
+    import json
+
+    config = Path(model) / "config.json"
+    if config.is_file():
+        return json.loads(config.read_text()).get("hidden_size")
+    return load_recipe(model).model.config.get("hidden_size")
 
 
 def _glue_stages(log: ExperimentLog, arm: str, model: str, extra: list[str], names: list[str], glue_dir: str,

@@ -73,8 +73,9 @@ def loop_state(run) -> LoopState:
     _start_loop(run, log)
     if run.budget is not None:  # the bar counts the budget's seconds; the clock starts with the loop
         run.budget.started = time.monotonic()
-        bar = tqdm(total=round(run.budget.seconds), initial=round(run.budget.elapsed_before), unit="s",
-                   disable=not acc.is_local_main_process, desc=run.recipe.name, dynamic_ncols=True)
+        bar = tqdm(total=round(run.budget.seconds), initial=round(run.budget.elapsed_before),
+                   disable=not acc.is_local_main_process, desc=run.recipe.name, dynamic_ncols=True,
+                   bar_format="{desc}: {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt} s of the time budget{postfix}")
     else:
         bar = tqdm(total=run.max_steps, initial=run.start_step, disable=not acc.is_local_main_process,
                    desc=run.recipe.name, dynamic_ncols=True)

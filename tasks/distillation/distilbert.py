@@ -84,9 +84,11 @@ class DistilBertDistiller(WithFrozenTeacher):
             t = self.teacher(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         real = attention_mask.bool()
         soft_rows = labels != IGNORE_INDEX if self.soft_at_masked else real
+        hs, ht = s.hidden_states[-1][real], t.hidden_states[-1][real]
+        # objective.alpha_cos=0 lets a student of another width distil (the term is then not computed)
+        cos = cosine_sum(hs, ht) if hs.size(-1) == ht.size(-1) else hs.new_zeros(())
         return {"soft": soft_kl_sum(s.logits[soft_rows], t.logits[soft_rows], self.temperature),
-                "mlm": token_ce_sum(s.logits, labels),
-                "cos": cosine_sum(s.hidden_states[-1][real], t.hidden_states[-1][real])}
+                "mlm": token_ce_sum(s.logits, labels), "cos": cos}
 
 
 @register("distill-mlm")

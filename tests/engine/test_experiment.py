@@ -115,3 +115,28 @@ def test_own_flag_values_with_equals_stay_the_flags_and_overrides_may_follow_fla
     assert args.recipe == "bert-mini-cram" and args.budget == "20s"
     assert args.finetune == ["training.max_steps=30"]
     assert args.overrides == ["training.eval_steps=100", "training.max_steps=5"]
+
+
+def test_a_distilled_student_is_a_third_arm(tmp_path, glue):
+    """DISTILL=student-tiny: DistilBERT-style distillation of the pretrained model (under the same budget,
+    on the same corpus; the cosine term dropped where the widths differ), fine-tuned beside the others."""
+    out = tmp_path / "distilled"
+    proc = experiment(glue, out, "3s", "--baseline", "false", "--seeds", "1", "--distill", "student-tiny")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    done = stages(out)
+    assert list(done) == ["corpus", "prepare", "pretrain", "distill", "glue/pretrained/sst2", "glue/distilled/sst2",
+                          "report"]
+    assert "objective.alpha_cos=0" in done["distill"]["command"]  # student-tiny is 128 wide, the teacher 32
+    assert f"data.corpus={(out / 'corpus' / 'glue-train.txt').resolve()}" in done["distill"]["command"]
+    student = json.loads((out / "glue" / "distilled" / "sst2" / "final" / "config.json").read_text())
+    assert student["hidden_size"] == 128 and student["num_hidden_layers"] == 2
+    assert set(json.loads((out / "experiment.json").read_text())["comparison"]["arms"]) == {"pretrained", "distilled"}
+
+
+def test_a_recipe_with_warmup_steps_becomes_a_budgeted_run():
+    from pipelines.commands.experiment import budget_defaults
+    from pipelines.config import load_recipe
+
+    over = budget_defaults(load_recipe("bert-tiny"))  # warmup_steps 40 of max_steps 400
+    assert over == ["training.max_steps=100000000", "training.warmup_steps=0", "training.warmup_ratio=0.1"]
+    assert load_recipe("bert-tiny", over + ["training.time_budget=1m"]).training.time_budget == "1m"
