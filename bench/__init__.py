@@ -8,6 +8,8 @@ docs/BENCHMARKS.md.
                   clm   GPT-2 tiny CLM vs a nanoGPT-style loop with torch.compile (target 1.0x)
                   glue  fine-tuning all-MiniLM-L6-v2 on a GLUE task vs Trainer + DataCollatorWithPadding
                         (target 1.2x samples/s, dev scores within 1 point)
+                  qa    SQuAD-format QA fine-tuning (all-MiniLM-L6-v2, else a tiny BERT) on generated data vs
+                        Trainer with run_qa.py's windows (target 1.2x samples/s, dev EM / F1 within 2 points)
                   and the MFU of every lmforge pretraining row against this machine's measured bf16
                   matmul peak (mfu.py). Text: WikiText-2 valid+test from ../shared/data/wikitext-2.
                 Every side runs --reps times, alternated with the other sides, each run a fresh process

