@@ -70,11 +70,14 @@ predict: install
 		$(if $(DATA),--data $(DATA)) $(ARGS)
 
 # distillation (pipelines/commands/distill.py): METHOD=kd|distilbert|tinybert TEACHER=<folder> STUDENT=<recipe|folder>
-# TASK=pretrain|glue/<task>, e.g. make distill METHOD=kd TEACHER=<fine-tuned> STUDENT=student-tiny TASK=glue/sst2
+# STAGE=general (on the corpus, no task) | glue/<task>, e.g. make distill METHOD=kd TEACHER=<fine-tuned>
+# STUDENT=student-tiny STAGE=glue/sst2. TASK=pretrain|glue/<task> (the older spelling) still works.
 METHOD     ?= kd
 STUDENT    ?= student-tiny
+STAGE      ?=
 distill: install
-	$(PY) -m pipelines distill --method $(METHOD) $(if $(TEACHER),--teacher $(TEACHER)) --student $(STUDENT) --task $(TASK) \
+	$(PY) -m pipelines distill --method $(METHOD) $(if $(TEACHER),--teacher $(TEACHER)) --student $(STUDENT) \
+		$(if $(STAGE),--stage $(STAGE)) $(if $(filter command line environment,$(origin TASK)),--task $(TASK)) \
 		$(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) $(ARGS)
 
 # issue #11 numbers: teacher vs distilled student on SST-2 (accuracy, retention, parameters, latency)
@@ -106,9 +109,10 @@ corpus: install
 recipes: install
 	$(PY) -m pipelines recipes
 
-# issue #12 side by side (bench/): lmforge vs HF Trainer (RoBERTa MLM, GLUE), vs a nanoGPT loop
-# (GPT-2), BERT NSP, MFU; alternated fresh processes, --reps 3, medians -> runs/bench/suite.{json,md}.
-# ~14 min on 2 cores: run it on a quiet machine. ARGS="--only mlm,clm --steps 60"; ARGS="throughput" / "sst2"
+# issue #12 side by side (bench/): lmforge vs HF Trainer (RoBERTa MLM, GLUE, SQuAD-format QA with run_qa's
+# preprocessing), vs a nanoGPT loop (GPT-2), BERT NSP, MFU; alternated fresh processes, --reps 3, medians ->
+# runs/bench/suite.{json,md}. Run it on a quiet machine. ARGS="--only mlm,clm --steps 60"; ARGS="--only qa";
+# ARGS="throughput" / "sst2"
 bench: install
 	$(PY) -m bench $(ARGS)
 

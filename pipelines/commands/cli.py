@@ -6,14 +6,14 @@
               [--do_predict]                 no training: GLUE test-set submission files from an export
     finetune  --task squad|squad_v2|swag|race|ner --model CHECKPOINT --data DIR [--seeds N] [key=value ...]
               [--do_predict]                 squad: predictions.json (+ null_odds.json) of DIR's dev file
-    distill   --method kd|distilbert|tinybert --teacher FOLDER --student RECIPE|FOLDER --task pretrain|glue/<t>
+    distill   --method kd|distilbert|tinybert --teacher FOLDER --student RECIPE|FOLDER --stage general|glue/<t>
     tokenizer --family bert --corpus default --vocab_size 8192 --output_dir DIR [--overwrite]
     corpus    [--output PATH]                write the embedded default corpus
     push      FOLDER --repo_id USER/NAME [--dry_run]  an export + generated model card to the Hugging Face Hub
     report    RUNS_DIR [--out FOLDER]        static dashboard (HTML + PNG plots) of the results under RUNS_DIR
     experiment RECIPE --budget 60m --glue_dir DIR [--seeds 3]  pretraining under a time budget vs random
               init on GLUE: tokenizer -> prepare -> pretrain -> GLUE x seeds -> report (experiment.json)
-    recipes                                  list recipes and tasks
+    recipes                                  list the recipes by kind, and what finetune --task accepts
 
 User mistakes (LmforgeError) print one line and exit 2; anything else is a bug and keeps its traceback.
 """
@@ -57,22 +57,41 @@ def _finetune(args) -> int:
 
 
 def _distill(args) -> int:
-    from pipelines.commands.distill import run_distill
+    from pipelines.commands.distill import distill_stage, run_distill
 
-    run_distill(args.method, args.teacher, args.student, args.task, glue_dir=args.glue_dir,
-                output_dir=args.output_dir, overrides=args.overrides)
+    stage, flag = distill_stage(args.stage, args.task)
+    run_distill(args.method, args.teacher, args.student, stage, glue_dir=args.glue_dir,
+                output_dir=args.output_dir, overrides=args.overrides, flag=flag)
     return 0
 
 
 def _recipes(args) -> int:
+    """The recipes by what runs them: a recipe name (glue, squad) is not a --task value, and a recipe's
+    `task:` (its training objective) is neither."""
+    from pipelines.commands.finetune import finetune_tasks
     from pipelines.config import RECIPE_DIR, load_recipe
-    from tasks.base import task_names
+    from pipelines.runs.results import run_kind
 
+    groups = {"pretrain": [], "finetune": [], "distill": [], "student": []}
     for path in sorted(RECIPE_DIR.glob("*.yaml")):
         r = load_recipe(str(path))
-        print(f"{path.stem:18s} task={r.task:18s} {r.description}")
-    print("tasks:", ", ".join(task_names()))
+        kind = "student" if path.stem.startswith("student-") else run_kind(r.task)
+        groups[kind].append(f"  {path.stem:26s} {r.task:26s} {r.description}")
+    header = f"  {'recipe':26s} {'objective (its task: field)':26s} description"
+    for kind, title in RECIPE_GROUPS.items():
+        print("\n".join([title, header, *groups[kind]]))
+    print(f"make finetune TASK= (--task, what to fine-tune on): {' | '.join(finetune_tasks())}")
+    print("make distill STAGE= (--stage, what the student learns on): general | glue/<task>")
     return 0
+
+
+RECIPE_GROUPS = {
+    "pretrain": "Pretraining recipes: make pretrain RECIPE=<recipe>",
+    "finetune": "Fine-tuning recipes: make finetune TASK=<task> MODEL=<checkpoint> picks one from the "
+                "checkpoint (ARGS='--recipe <recipe>' to choose)",
+    "distill": "Distillation recipes: make distill METHOD=<method> STAGE=<stage> picks one",
+    "student": "Student architectures: make distill STUDENT=<recipe>",
+}
 
 
 def _push(args) -> int:
@@ -120,12 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     pr.set_defaults(func=_call("pretrain", "prepare"))
     ft = sub.add_parser("finetune", help="fine-tune a checkpoint on GLUE or a seq2seq task")
     ft.add_argument("--task", required=True,
-                    help="glue | glue/<task> (e.g. glue/sst2) | squad | squad_v2 | swag | race | ner | summarization")
+                    help="what to fine-tune on: glue | glue/<task> (e.g. glue/sst2) | squad | squad_v2 | swag | race "
+                         "| ner | summarization (not a recipe name: see `recipes`)")
     ft.add_argument("--model", required=True, help="checkpoint folder, Hub name, or a pretrain recipe name")
     ft.add_argument("--glue_dir", default=None, help="folder in the GLUE TSV layout; default: the Hub")
     ft.add_argument("--data", default=None, help="squad/swag/race/ner: a folder in the official layout (or a Hub "
                     "name); summarization: local jsonl or Hub dataset name")
-    ft.add_argument("--recipe", default=None, help="fine-tuning recipe (default: per task family)")
+    ft.add_argument("--recipe", default=None, help="fine-tuning recipe, tasks/recipes/NAME.yaml (default: the one "
+                    "that suits --task and the checkpoint, e.g. glue or glue-t5 for --task glue)")
     ft.add_argument("--output_dir", default=None)
     ft.add_argument("--seeds", type=int, default=1,
                     help="GLUE: train each task with this many seeds (training.seed, +1, ...); report median/mean/std")
@@ -139,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     di.add_argument("--method", required=True, choices=("kd", "distilbert", "tinybert"))
     di.add_argument("--teacher", required=True, help="teacher checkpoint folder (lmforge export or transformers)")
     di.add_argument("--student", required=True, help="student recipe (e.g. student-tiny) or checkpoint folder")
-    di.add_argument("--task", required=True, help="pretrain | glue/<task>")
+    di.add_argument("--stage", default=None, help="what the student learns on: general (the corpus, no task) | "
+                    "glue/<task> (a GLUE task's data)")
+    di.add_argument("--task", default=None, help="the older spelling of --stage: pretrain (= general) | glue/<task>")
     di.add_argument("--glue_dir", default=None, help="folder in the GLUE TSV layout; default: the Hub")
     di.add_argument("--output_dir", default=None)
     di.add_argument("overrides", nargs="*", help="dotted overrides, e.g. objective.alpha=0.1")

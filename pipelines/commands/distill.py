@@ -1,18 +1,22 @@
 """`distill`: a student learns from a teacher folder, with one of three methods, on the one engine.
 
     python -m pipelines distill --method kd --teacher runs/finetune/.../sst2/final --student student-tiny \\
-        --task glue/sst2 --glue_dir GLUE
-    make distill METHOD=tinybert TEACHER=<folder> STUDENT=<recipe or folder> TASK=pretrain|glue/<task>
+        --stage glue/sst2 --glue_dir GLUE
+    make distill METHOD=tinybert TEACHER=<folder> STUDENT=<recipe or folder> STAGE=general|glue/<task>
 
-METHOD x TASK -> recipe (tasks/recipes/distill-*.yaml) and task (tasks/distillation/):
+STAGE says what the student learns on: `general` (the pretraining corpus, no task; TinyBERT's "general
+distillation") or `glue/<task>` (a GLUE task's data; TinyBERT's task stage runs its two steps,
+objective.stage=intermediate then prediction, itself). The older spelling `--task pretrain|glue/<task>`
+(make TASK=...) still works and names the output folder as it did.
+METHOD x STAGE -> recipe (tasks/recipes/distill-*.yaml) and task (tasks/distillation/):
   kd          glue/<task>  distill-kd               logit KD from a fine-tuned teacher
-  distilbert  pretrain     distill-distilbert       MLM + soft targets + cosine, from an MLM teacher
-  tinybert    pretrain     distill-tinybert-general layer-wise, on the corpus, from any encoder
+  distilbert  general      distill-distilbert       MLM + soft targets + cosine, from an MLM teacher
+  tinybert    general      distill-tinybert-general layer-wise, on the corpus, from any encoder
   tinybert    glue/<task>  distill-tinybert         layer-wise, then prediction layer (two runs)
 STUDENT is a recipe whose `model` section describes the student (tasks/recipes/student-*.yaml; the
 rest of the config comes from the teacher's), or a checkpoint folder to start from (TinyBERT's task
 stage starts from its general student). The tokenizer is always the teacher's.
-Output: runs/distill/<method>-<task>-<student label>/ with distill_results.json (and, for a GLUE task,
+Output: runs/distill/<method>-<stage>-<student label>/ with distill_results.json (and, for a GLUE task,
 glue_results.json, so `make report` puts the student on its leaderboard).
 """
 
@@ -26,8 +30,20 @@ from pipelines.atomic import atomic_write_json
 from pipelines.config import load_recipe, recipe_path
 from pipelines.errors import LmforgeError
 
-RECIPES = {("kd", "glue"): "distill-kd", ("distilbert", "pretrain"): "distill-distilbert",
-           ("tinybert", "pretrain"): "distill-tinybert-general", ("tinybert", "glue"): "distill-tinybert"}
+RECIPES = {("kd", "glue"): "distill-kd", ("distilbert", "general"): "distill-distilbert",
+           ("tinybert", "general"): "distill-tinybert-general", ("tinybert", "glue"): "distill-tinybert"}
+GENERAL = ("general", "pretrain")  # `pretrain`: the older spelling (--task pretrain)
+
+
+def distill_stage(stage: str | None, task: str | None) -> tuple[str, str]:
+    """(stage as given, the flag it came from) of distill's --stage, or of --task (the older spelling)."""
+    if stage and task and stage != task and not (stage in GENERAL and task in GENERAL):
+        raise LmforgeError(f"distill: --stage {stage} and --task {task} disagree; pass --stage only (--task is its "
+                           "older spelling)")
+    if not (stage or task):
+        raise LmforgeError("distill: no --stage; pass --stage general (on the corpus) or --stage glue/<task> "
+                           "(make distill STAGE=...)")
+    return (stage, "--stage") if stage else (task, "--task")
 
 
 def student_source(student: str) -> tuple[dict, str]:
@@ -47,25 +63,28 @@ def student_source(student: str) -> tuple[dict, str]:
     return {"model": model}, recipe_path(student).stem
 
 
-def run_distill(method: str, teacher: str, student: str, task: str, glue_dir: str | None = None,
-                output_dir: str | None = None, overrides=()) -> dict:
-    kind = "pretrain" if task == "pretrain" else "glue" if task.startswith("glue/") else None
+def run_distill(method: str, teacher: str, student: str, stage: str, glue_dir: str | None = None,
+                output_dir: str | None = None, overrides=(), flag: str = "--stage") -> dict:
+    """`stage`: general (or pretrain, its older name) | glue/<task>; `flag`: how the user spelled it."""
+    kind = "general" if stage in GENERAL else "glue" if stage.startswith("glue/") else None
     if kind is None:
-        raise LmforgeError(f"--task {task}: expected pretrain or glue/<task>")
+        names = "pretrain" if flag == "--task" else "general"
+        raise LmforgeError(f"{flag} {stage}: expected {names} or glue/<task> (distillation on the corpus, or on a "
+                           "GLUE task's data)")
     if (method, kind) not in RECIPES:
-        known = ", ".join(f"{m} with {'pretrain' if k == 'pretrain' else 'glue/<task>'}" for m, k in RECIPES)
-        raise LmforgeError(f"--method {method} --task {task}: not a distillation this tool runs ({known})")
+        known = ", ".join(f"{m} with {'general' if k == 'general' else 'glue/<task>'}" for m, k in RECIPES)
+        raise LmforgeError(f"--method {method} {flag} {stage}: not a distillation this tool runs ({known})")
     if not (Path(teacher) / "config.json").exists():
         raise LmforgeError(f"--teacher {teacher}: not a checkpoint folder (no config.json)")
     teacher = os.path.abspath(teacher)
     patch, label = student_source(student)
-    name = f"{method}-{task.replace('/', '-')}-{label}"
+    name = f"{method}-{stage.replace('/', '-')}-{label}"  # as spelled: an older --task pretrain run keeps its folder
     root = Path(output_dir or Path("runs") / "distill" / name)
     fixed = [f"objective.teacher={teacher}", f"tokenizer.name_or_path={teacher}", f"name={name}"]
     if kind == "glue":
         from pipelines.data.glue import get_glue_task
 
-        fixed.append(f"objective.glue_task={get_glue_task(task.split('/', 1)[1]).name}")
+        fixed.append(f"objective.glue_task={get_glue_task(stage.split('/', 1)[1]).name}")
         if glue_dir:
             if not Path(glue_dir).is_dir():
                 raise LmforgeError(f"--glue_dir {glue_dir}: no such folder")
@@ -83,8 +102,10 @@ def run_distill(method: str, teacher: str, student: str, task: str, glue_dir: st
         overrides = list(overrides) + ["objective.teacher_embeddings=false"]
     recipe = load_recipe(recipe_name, fixed + [f"training.output_dir={root}"] + list(overrides), patch)
     metrics = _run(recipe)
-    summary = {"method": method, "task": task, "teacher": teacher, "student": student,
-               "teacher_parameters": _parameters(teacher), "student_parameters": _parameters(root / "final"),
+    summary = {"method": method, "stage": "general" if kind == "general" else stage,
+               "task": stage,  # the key of older files, as spelled
+               "teacher": teacher, "student": student, "teacher_parameters": _parameters(teacher),
+               "student_parameters": _parameters(root / "final"),
                **metrics}
     if summary["student_parameters"]:
         summary["parameter_ratio"] = summary["teacher_parameters"] / summary["student_parameters"]

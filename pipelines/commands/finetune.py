@@ -65,18 +65,54 @@ def run_finetune(task: str, model: str, glue_dir=None, data=None, recipe_name=No
                  seeds: int = 1, init_from: str | None = None):
     """Fine-tune `model` on `task` (glue, glue/<name>, summarization, seq2seq...); return the metrics.
     `init_from`: RTE, MRPC and STS-B start from this fine-tuned (MNLI) checkpoint instead."""
+    task_family(task)  # an unknown task fails before the checkpoint is looked at
     path = resolve_model(model)
     if seeds != 1 and not (task.startswith("glue") or task in DOWNSTREAM):
         raise LmforgeError(f"--seeds {seeds}: several seeds are supported for GLUE and {', '.join(DOWNSTREAM)} only")
     if init_from and not task.startswith("glue"):
         raise LmforgeError(f"--init_from {init_from}: starting from a fine-tuned checkpoint is for GLUE tasks only")
+    if recipe_name:
+        check_recipe_fits(task, recipe_name)
     if task == "summarization" or task.startswith("seq2seq"):
         return run_seq2seq(task, path, data, recipe_name, list(overrides), output_dir)
     if task in DOWNSTREAM:
         return run_downstream(task, path, data, recipe_name, list(overrides), output_dir, seeds)
-    if task != "glue" and not task.startswith("glue/"):
-        raise LmforgeError(f"--task {task}: expected glue, glue/<task>, {', '.join(DOWNSTREAM)} or summarization")
     return run_glue(task, path, glue_dir, recipe_name, list(overrides), output_dir, seeds, init_from)
+
+
+def finetune_tasks() -> list[str]:
+    """What --task accepts (make finetune TASK=): benchmarks, not recipe names."""
+    return ["glue", "glue/<task>", *DOWNSTREAM, "summarization"]
+
+
+# --task family -> the recipe objectives (a recipe's `task:`) that can run it
+RECIPE_TASKS = {"glue": ("glue", "glue-t5"), "squad": ("squad", "squad-t5"), "squad_v2": ("squad", "squad-t5"),
+                "swag": ("multiple-choice",), "race": ("multiple-choice",), "ner": ("ner",),
+                "summarization": ("seq2seq",)}
+
+
+def task_family(task: str) -> str:
+    """glue/<t> -> glue, seq2seq* -> summarization; an unknown --task is one line (a recipe name named as such)."""
+    from pipelines.config import RECIPE_DIR
+
+    family = "glue" if task.startswith("glue/") else "summarization" if task.startswith("seq2seq") else task
+    if family in RECIPE_TASKS:
+        return family
+    hint = ""
+    if (RECIPE_DIR / f"{task}.yaml").is_file():  # `glue-t5`, `distill-kd`: recipes, not tasks
+        hint = f" ('{task}' is a recipe: name what to fine-tune on with --task and pass --recipe {task})"
+    raise LmforgeError(f"--task {task}: expected {', '.join(finetune_tasks())}{hint}")
+
+
+def check_recipe_fits(task: str, recipe_name: str) -> None:
+    """--recipe must train what --task asks for: `--task glue/sst2 --recipe squad` is one line, not a
+    params error about a missing glue_task field."""
+    family = task_family(task)
+    objective = load_recipe(recipe_name).task
+    if objective not in RECIPE_TASKS[family]:
+        raise LmforgeError(f"--recipe {recipe_name} runs objective '{objective}', which cannot run --task {task}; "
+                           f"--task {family} takes a recipe of {' or '.join(RECIPE_TASKS[family])} "
+                           "(see `python -m pipelines recipes`)")
 
 
 def init_from_overrides(init_from: str | None, task: str, names: list[str]) -> dict[str, str]:

@@ -10,6 +10,7 @@ def pretrain(args) -> int:
     from tasks.base import get_task
 
     recipe = load_recipe(args.recipe, args.overrides)
+    check_pretrainable(args.recipe, recipe)
     task = get_task(recipe.task)(recipe)
     result = train(task, recipe)
     if result.history:
@@ -35,3 +36,19 @@ def prepare(args) -> int:
     print(f"{recipe.name}: {len(train):,} training and {len(held):,} evaluation examples from "
           f"{shards_folder(recipe.data, tokenizer)}")
     return 0
+
+
+def check_pretrainable(name: str, recipe) -> None:
+    """A fine-tuning or distillation recipe given to `pretrain` without what it trains from is one line
+    naming the command that runs it (`glue` is a recipe of `finetune --task glue`, not a pretraining)."""
+    from pipelines.errors import LmforgeError
+    from pipelines.runs.results import run_kind
+
+    kind = run_kind(recipe.task)
+    if kind == "finetune" and not recipe.model.name_or_path:
+        raise LmforgeError(f"pretrain {name}: '{name}' is a fine-tuning recipe (objective {recipe.task}); run it with "
+                           f"make finetune TASK=<task> MODEL=<checkpoint> ARGS='--recipe {name}' (TASK: see "
+                           "`make recipes`)")
+    if kind == "distill" and not recipe.objective.get("teacher"):
+        raise LmforgeError(f"pretrain {name}: '{name}' is a distillation recipe (objective {recipe.task}); run it "
+                           "with make distill METHOD=<method> TEACHER=<folder> STAGE=general|glue/<task>")
