@@ -66,13 +66,26 @@ def capped_rows(rows: list, split: str, p, seed: int) -> list:
     return rows
 
 
-class DownstreamTask(Task):
+class BestDevEvaluation:
+    """The evaluation schedule of a task with objective.export_best and early_stopping_patience (the
+    downstream heads, SQuAD on T5): the best dev evaluation on `main_metric` is exported."""
+
+    main_metric: ClassVar[str] = ""  # the dev metric the best evaluation is chosen by
+
+    def keep_best(self) -> tuple[str, int] | None:
+        return (self.main_metric, self.params.early_stopping_patience) if self.params.export_best else None
+
+    def eval_every(self, steps_per_epoch: int) -> int:
+        """training.eval_steps when set; otherwise every epoch while the best evaluation is kept."""
+        return self.recipe.training.eval_steps or (steps_per_epoch if self.keep_best() else 0)
+
+
+class DownstreamTask(BestDevEvaluation, Task):
     """A checkpoint fine-tuned through `auto_class`; subclasses set the class attributes below and
     write prepare / collate / loss / eval_metrics."""
 
     Params = DownstreamParams
     auto_class: ClassVar[str] = ""  # transformers name, e.g. "AutoModelForTokenClassification"
-    main_metric: ClassVar[str] = ""  # the dev metric the best evaluation is chosen by
     lora_task_type: ClassVar[str] = "SEQ_CLS"  # peft TaskType name
     lora_head: ClassVar[tuple[str, ...]] = ("classifier",)  # head modules trained in full under LoRA
 
@@ -131,14 +144,6 @@ class DownstreamTask(Task):
         if is_peft(model):  # the merged model in out_dir, the adapter next to it
             return export_lora(model, tokenizer, Path(out_dir), self.recipe)
         return super().export(model, tokenizer, out_dir, state_dict=state_dict)
-
-    # --- evaluation schedule ---------------------------------------------------------------------
-    def keep_best(self) -> tuple[str, int] | None:
-        return (self.main_metric, self.params.early_stopping_patience) if self.params.export_best else None
-
-    def eval_every(self, steps_per_epoch: int) -> int:
-        """training.eval_steps when set; otherwise every epoch while the best evaluation is kept."""
-        return self.recipe.training.eval_steps or (steps_per_epoch if self.keep_best() else 0)
 
     # --- the trackers' tables --------------------------------------------------------------------
     @property

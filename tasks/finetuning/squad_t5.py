@@ -25,7 +25,7 @@ from pipelines.config import check_choice, check_range
 from pipelines.errors import LmforgeError
 from tasks.base import register
 from tasks.finetuning.common import eval_tables, gather
-from tasks.finetuning.downstream import capped_rows, check_caps_and_best
+from tasks.finetuning.downstream import BestDevEvaluation, capped_rows, check_caps_and_best
 from tasks.finetuning.squad_eval import (
     SAMPLE_SIZE,
     normalize_answer,
@@ -75,7 +75,7 @@ class SquadT5Params:
 
 
 @register("squad-t5")
-class SquadTextToText(TextToTextFinetune):
+class SquadTextToText(BestDevEvaluation, TextToTextFinetune):
     Params = SquadT5Params
     main_metric = "f1"
 
@@ -110,13 +110,6 @@ class SquadTextToText(TextToTextFinetune):
         return text
 
     # --- evaluation ------------------------------------------------------------------------------
-    def keep_best(self) -> tuple[str, int] | None:
-        return (self.main_metric, self.params.early_stopping_patience) if self.params.export_best else None
-
-    def eval_every(self, steps_per_epoch: int) -> int:
-        """training.eval_steps when set; otherwise every epoch while the best evaluation is kept."""
-        return self.recipe.training.eval_steps or (steps_per_epoch if self.keep_best() else 0)
-
     def scores(self, examples: list[dict], predictions: dict[str, str]) -> dict[str, float]:
         if self.params.version_2_with_negative:
             return squad_v2_halves(examples, predictions)
@@ -129,7 +122,7 @@ class SquadTextToText(TextToTextFinetune):
             texts, _ = self.generate(model, b, max_new_tokens=self.params.max_answer_length,
                                      num_beams=self.params.num_beams)
             rows += list(zip(b["ref"].tolist(), texts))
-        rows = sorted(gather(rows))  # training.max_eval_batches may have cut the set
+        rows = sorted(dict(gather(rows)).items())  # once each; training.max_eval_batches may have cut the set
         evaluated = [self.eval_examples[i] for i, _ in rows]
         predictions = {self.eval_examples[i]["id"]: self.answer(text) for i, text in rows}
         self.last_predictions = [(e, predictions[e["id"]]) for e in evaluated[:SAMPLE_SIZE]]
