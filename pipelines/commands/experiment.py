@@ -180,9 +180,9 @@ def _distill_stage(log: ExperimentLog, teacher: str, student: str, budget: str, 
         over.append("objective.alpha_cos=0")
     over += ["training.overwrite_output_dir=true"] if log.interrupted("distill") else []
     with log.stage("distill", _command("distill", "--method", "distilbert", "--teacher", teacher, "--student",
-                                       student, "--task", "pretrain", "--output_dir", out, *over), None) as result:
+                                       student, "--stage", "general", "--output_dir", out, *over), None) as result:
         _fresh_accelerate()
-        run_distill("distilbert", teacher, student, "pretrain", output_dir=str(out), overrides=over)
+        run_distill("distilbert", teacher, student, "general", output_dir=str(out), overrides=over)
         exports = sorted(p.parent for p in out.rglob("final/config.json"))
         if not exports:
             raise LmforgeError(f"experiment: the distillation run {out} exported nothing")
