@@ -83,8 +83,14 @@ def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 
         arms["distilled"] = (_distill_stage(log, export, distill, budget, root, corpus_over), [])
     if baseline:
         arms["random_init"] = (export, ["objective.random_init=true"])
-    summaries = {arm: _glue_stages(log, arm, path, extra, names, glue_dir, seeds, root, finetune_overrides,
-                                   finetune_recipe) for arm, (path, extra) in arms.items()}
+    # task by task, every arm of a task before the next task: a stopped experiment's finished tasks
+    # are whole comparisons
+    summaries: dict[str, dict] = {arm: {} for arm in arms}
+    for name in names:
+        for arm, (path, extra) in arms.items():
+            summaries[arm][name] = _glue_stage(log, arm, path, extra, name, glue_dir, seeds, root,
+                                               finetune_overrides, finetune_recipe)
+            atomic_write_json(root / "glue" / arm / "glue_results.json", summaries[arm])  # all its tasks so far
     return _report_stage(log, root, summaries, checked)
 
 
@@ -200,27 +206,22 @@ def _width(model: str) -> int | None:
     return load_recipe(model).model.config.get("hidden_size")
 
 
-def _glue_stages(log: ExperimentLog, arm: str, model: str, extra: list[str], names: list[str], glue_dir: str,
-                 seeds: int, root: Path, finetune_overrides, finetune_recipe) -> dict:
-    """Fine-tune `model` on each task (one stage per task); the arm's glue_results.json holds them all."""
+def _glue_stage(log: ExperimentLog, arm: str, model: str, extra: list[str], name: str, glue_dir: str,
+               seeds: int, root: Path, finetune_overrides, finetune_recipe) -> dict:
+    """Fine-tune `model` on one task x seeds (one stage); its summary (median/mean/std per metric)."""
     from pipelines.commands.finetune import run_glue
 
-    arm_root = root / "glue" / arm
-    summary = {}
-    for name in names:
-        stage = f"glue/{arm}/{name}"
-        if not log.done(stage):
-            over = [*finetune_overrides, *extra]
-            again = ["training.overwrite_output_dir=true"] if log.interrupted(stage) else []
-            words = ["finetune", "--task", f"glue/{name}", "--model", model, "--glue_dir", glue_dir, "--seeds", seeds,
-                     "--output_dir", arm_root, *(["--recipe", finetune_recipe] if finetune_recipe else []), *over]
-            with log.stage(stage, _command(*words), finetune_recipe or "glue") as result:
-                _fresh_accelerate()
-                result.update(run_glue(f"glue/{name}", model, glue_dir, finetune_recipe, over + again,
-                                       str(arm_root), seeds)[name])
-        summary[name] = log.result(stage)
-        atomic_write_json(arm_root / "glue_results.json", summary)  # run_glue wrote only its own task
-    return summary
+    stage, arm_root = f"glue/{arm}/{name}", root / "glue" / arm
+    if not log.done(stage):
+        over = [*finetune_overrides, *extra]
+        again = ["training.overwrite_output_dir=true"] if log.interrupted(stage) else []
+        words = ["finetune", "--task", f"glue/{name}", "--model", model, "--glue_dir", glue_dir, "--seeds", seeds,
+                 "--output_dir", arm_root, *(["--recipe", finetune_recipe] if finetune_recipe else []), *over]
+        with log.stage(stage, _command(*words), finetune_recipe or "glue") as result:
+            _fresh_accelerate()
+            result.update(run_glue(f"glue/{name}", model, glue_dir, finetune_recipe, over + again, str(arm_root),
+                                   seeds)[name])
+    return log.result(stage)
 
 
 def _report_stage(log: ExperimentLog, root: Path, summaries: dict, recipe) -> dict:
