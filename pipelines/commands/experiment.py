@@ -83,10 +83,10 @@ def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 
         arms["distilled"] = (_distill_stage(log, export, distill, budget, root, corpus_over), [])
     if baseline:
         arms["random_init"] = (export, ["objective.random_init=true"])
-    # task by task, every arm of a task before the next task: a stopped experiment's finished tasks
-    # are whole comparisons
+    # task by task, every arm of a task before the next, the smallest training sets first: a stopped
+    # experiment's finished tasks are whole comparisons, as many as its time allowed
     summaries: dict[str, dict] = {arm: {} for arm in arms}
-    for name in names:
+    for name in sorted(names, key=lambda n: _train_rows(glue_dir, n)):
         for arm, (path, extra) in arms.items():
             summaries[arm][name] = _glue_stage(log, arm, path, extra, name, glue_dir, seeds, root,
                                                finetune_overrides, finetune_recipe)
@@ -204,6 +204,15 @@ def _width(model: str) -> int | None:
     if config.is_file():
         return json.loads(config.read_text()).get("hidden_size")
     return load_recipe(model).model.config.get("hidden_size")
+
+
+def _train_rows(glue_dir: str, name: str) -> int:
+    """Lines of the task's training file: its fine-tuning cost, as steps dominate at these sizes."""
+    from pipelines.data.glue import get_glue_task, split_file
+
+    path = Path(glue_dir) / get_glue_task(name).dir_name / split_file(name, "train")
+    with open(path, "rb") as f:
+        return sum(1 for _ in f)
 
 
 def _glue_stage(log: ExperimentLog, arm: str, model: str, extra: list[str], name: str, glue_dir: str,
