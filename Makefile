@@ -20,7 +20,7 @@ ARGS       ?=
 export WANDB_MODE ?= offline
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: experiment install system-packages notebook test test-fast prepare pretrain finetune predict distill bench-distill report push tokenizer corpus bench bench-data lint recipes clean
+.PHONY: experiment install system-packages notebook test test-fast prepare pretrain finetune predict distill bench-distill report push tokenizer corpus bench bench-data lint recipes clean gpu-check
 
 install: system-packages $(VENV)/.installed
 
@@ -120,6 +120,11 @@ bench: install
 # builds 50 MB + 500 MB corpora in a temp folder: run it on a quiet machine
 bench-data: install
 	$(PY) -m bench data $(ARGS)
+
+# issue #22 part 3: the GPU evidence on one H100/H200 in <= 8 min -> $(OUT)/gpu_check.{json,md} (docs/GPU.md).
+# No install step (a borrowed GPU slot is offline): .venv's python if present, else python3. ARGS="--only compile"
+gpu-check:
+	$(if $(wildcard $(PY)),$(PY),$(PYTHON_SYS)) -m bench.gpu_check --out $(or $(OUT),runs/gpu_check) $(ARGS)
 
 # issue #21: does pretraining pay off in this budget? tokenizer -> prepare -> pretrain (BUDGET) -> GLUE x SEEDS
 # for the pretrained model and the same architecture from random init (BASELINE=false: skip) -> report;
