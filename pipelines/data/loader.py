@@ -42,5 +42,8 @@ def micro_batch_loader(task, examples, sampler: GlobalBatchSampler, seed: int, a
     order = range(first_step * accumulation, last_step * accumulation)
     extra = ({"prefetch_factor": prefetch, "persistent_workers": False, "worker_init_fn": worker_init_fn}
              if workers > 0 else {})
+    # its own generator: starting an iterator draws the workers' base seed, which without one comes
+    # from torch's global generator, the one that drives dropout: after a resume restored that
+    # generator, the draw would shift every later dropout mask (the resume would not be exact)
     return DataLoader(dataset, batch_size=None, sampler=order, num_workers=workers, pin_memory=pin_memory,
-                      **extra)
+                      generator=torch.Generator().manual_seed(seed), **extra)

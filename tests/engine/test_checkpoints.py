@@ -154,3 +154,20 @@ def test_full_disk_is_named(tmp_path, exc):
     with pytest.raises(LmforgeError, match="no space left while writing .*step-000004 .*step-000002 is kept"):
         checkpoint._raise_if_failed(Single(), exc, tmp, tmp_path / "step-000004", tmp_path / "step-000002")
     assert not tmp.exists()
+
+
+def test_a_resume_with_dropout_lands_on_the_straight_runs_weights(tmp_path, tok):
+    """Dropout draws from torch's global generator, which the checkpoint restores; nothing else may draw
+    from it after the restore (the training DataLoader's iterator used to, for its base seed)."""
+    from safetensors.torch import load_file
+
+    dropout = ["model.config.hidden_dropout_prob=0.1", "model.config.attention_probs_dropout_prob=0.1",
+               "training.max_steps=8", "training.save_steps=4"]
+    train_tiny(tmp_path / "straight", tok, *dropout)
+    shutil.copytree(tmp_path / "straight" / "checkpoints" / "step-000004", tmp_path / "given" / "step-000004")
+    train_tiny(tmp_path / "resumed", tok, *dropout,
+               f"training.resume_from_checkpoint={tmp_path / 'given' / 'step-000004'}")
+    a = load_file(tmp_path / "straight" / "final" / "model.safetensors")
+    b = load_file(tmp_path / "resumed" / "final" / "model.safetensors")
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0, msg=k)
