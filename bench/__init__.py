@@ -1,5 +1,5 @@
 """Benchmarks, outside the shipped packages: `python -m bench [suite|throughput|sst2|data|distill|compile|
-tokenizer]` from the checkout's root (`make bench`, `make bench-data`, `make bench-distill`); results go to
+tokenizer|gpu-check]` from the checkout's root (`make bench`, `make bench-data`, `make bench-distill`); results go to
 docs/BENCHMARKS.md.
 
     suite       (default) lmforge side by side with its baselines, one file per comparison:
@@ -22,6 +22,7 @@ docs/BENCHMARKS.md.
     distill     teacher vs distilled student on SST-2: accuracy, retention, parameters, latency (distill.py)
     compile     does training.torch_compile pay off, per family (compile.py)
     tokenizer   tokenizer training MB/s per builder (tokenizer.py)
+    gpu-check   the GPU evidence for one borrowed H100/H200 slot (gpu_check/, docs/GPU.md; make gpu-check)
 
 The defaults (--steps 40, --reps 3, SST-2 subset of 2,000 rows) are sized for about 14 minutes on
 2 free cores; run it on a quiet machine:

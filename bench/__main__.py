@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the benchmarks with their own command lines: `python -m bench data --help`
 SEPARATE = {"data": "bench.data", "distill": "bench.distill", "compile": "bench.compile",
-            "tokenizer": "bench.tokenizer"}
+            "tokenizer": "bench.tokenizer", "gpu-check": "bench.gpu_check.__main__"}
 
 
 def main(argv=None) -> int:
