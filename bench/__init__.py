@@ -1,6 +1,6 @@
 """Benchmarks, outside the shipped packages: `python -m bench [suite|throughput|sst2|data|distill|compile|
-tokenizer|gpu-check]` from the checkout's root (`make bench`, `make bench-data`, `make bench-distill`); results go to
-docs/BENCHMARKS.md.
+tokenizer|gpu-check|padding-free]` from the checkout's root (`make bench`, `make bench-data`,
+`make bench-distill`); results go to docs/BENCHMARKS.md.
 
     suite       (default) lmforge side by side with its baselines, one file per comparison:
                   mlm   RoBERTa-style MLM (roberta-tiny) vs the HF run_mlm recipe on Trainer (target 1.5x)
@@ -23,6 +23,8 @@ docs/BENCHMARKS.md.
     compile     does training.torch_compile pay off, per family (compile.py)
     tokenizer   tokenizer training MB/s per builder (tokenizer.py)
     gpu-check   the GPU evidence for one borrowed H100/H200 slot (gpu_check/, docs/GPU.md; make gpu-check)
+    padding-free  GLUE fine-tuning padded vs padding-free vs Trainer at equal batching, with and without
+                length grouping (padding_free.py)
 
 The defaults (--steps 40, --reps 3, SST-2 subset of 2,000 rows) are sized for about 14 minutes on
 2 free cores; run it on a quiet machine:

@@ -74,7 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # the benchmarks with their own command lines: `python -m bench data --help`
 SEPARATE = {"data": "bench.data", "distill": "bench.distill", "compile": "bench.compile",
-            "tokenizer": "bench.tokenizer", "gpu-check": "bench.gpu_check.__main__"}
+            "tokenizer": "bench.tokenizer", "gpu-check": "bench.gpu_check.__main__",
+            "padding-free": "bench.padding_free"}
 
 
 def main(argv=None) -> int:

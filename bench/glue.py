@@ -75,7 +75,9 @@ def hf_glue(spec: dict) -> None:
         output_dir=spec["out"], num_train_epochs=spec["epochs"], per_device_train_batch_size=spec["batch"],
         per_device_eval_batch_size=128, learning_rate=spec["lr"], weight_decay=0.01, lr_scheduler_type="linear",
         warmup_steps=int(spec["warmup_ratio"] * total), bf16=spec["precision"] == "bf16", use_cpu=True,
-        logging_steps=spec["log_every"], save_strategy="no", eval_strategy="no", report_to="none", seed=spec["seed"])
+        logging_steps=spec["log_every"], save_strategy="no", eval_strategy="no", report_to="none", seed=spec["seed"],
+        # bench/padding_free.py compares at equal batching: grouped on both sides (the suite: the default, random)
+        train_sampling_strategy="group_by_length" if spec.get("trainer_group_by_length") else "random")
     clock = StepClock()
     trainer = Trainer(model=model, args=args, train_dataset=train, data_collator=DataCollatorWithPadding(tokenizer),
                       processing_class=tokenizer, callbacks=[clock])

@@ -94,10 +94,10 @@ def pretrain_side(ctx: Context, recipe: str, family: str, name: str = "lmforge",
     return Side(name, label or f"lmforge `pretrain {recipe}`", command, read, recipe=(recipe, overrides))
 
 
-def glue_side(ctx: Context) -> Side:
+def glue_side(ctx: Context, name: str = "lmforge", label: str | None = None, extra: tuple[str, ...] = ()) -> Side:
     """`python -m pipelines finetune --task glue/<task>` with the same hyperparameters as the
     Trainer baseline; best-epoch export and mid-run evaluation off (one evaluation at the end, as
-    the baseline does)."""
+    the baseline does). `extra`: overrides of this side (training.padding_free=...)."""
     g = ctx.glue
 
     def command(scratch: Path, rep: int) -> list[str]:
@@ -112,6 +112,7 @@ def glue_side(ctx: Context) -> Side:
         overrides += [f"training.group_by_length={str(g.get('group_by_length', True)).lower()}"]
         overrides += [f"objective.max_train_examples={g['examples']}"] if g.get("examples") else []
         overrides += [f"objective.max_eval_examples={g['eval_examples']}"] if g.get("eval_examples") else []
+        overrides += list(extra)
         return lmforge_command("finetune", "--task", f"glue/{g['task']}", "--model", g["model"],
                                "--glue_dir", str(g["dir"]), "--output_dir", str(scratch / "out"), *overrides)
 
@@ -123,4 +124,4 @@ def glue_side(ctx: Context) -> Side:
                    if k.startswith("eval/") and k != "eval/loss"}
         return {"steady": steady_from_metrics(records, ctx.warmup, batch=g["batch"]), "dev": metrics}
 
-    return Side("lmforge", f"lmforge `finetune --task glue/{g['task']}`", command, read)
+    return Side(name, label or f"lmforge `finetune --task glue/{g['task']}`", command, read)
