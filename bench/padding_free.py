@@ -117,7 +117,7 @@ def main(argv=None) -> int:
     from bench.suite import glue_settings, machine
 
     args = parse(argv)
-    args.glue_no_grouping = False  # glue_settings' own switch; the grouping is set per pass here
+    args.glue_grouping = False  # glue_settings' own switch; the grouping is set per pass here
     glue_cfg, why = glue_settings(args)
     if why:
         raise SystemExit(f"bench padding-free: {why}")

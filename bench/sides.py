@@ -107,8 +107,8 @@ def glue_side(ctx: Context, name: str = "lmforge", label: str | None = None, ext
                      f"training.mixed_precision={g['precision']}", f"data.max_seq_length={g['max_length']}",
                      f"training.logging_steps={ctx.log_every}", "training.eval_steps=0", "objective.export_best=false",
                      f"training.seed={ctx.seed + rep}"]
-        # lmforge's length grouping (off in glue.yaml); --glue-no-grouping measures without it. The
-        # Trainer has the same switch (group_by_length), off by default, and runs with its default here.
+        # length grouping (off in glue.yaml): the suite sets both sides alike (--glue-grouping), so the
+        # row compares equal batching (the Trainer's switch: bench/glue.py)
         overrides += [f"training.group_by_length={str(g.get('group_by_length', True)).lower()}"]
         overrides += [f"objective.max_train_examples={g['examples']}"] if g.get("examples") else []
         overrides += [f"objective.max_eval_examples={g['eval_examples']}"] if g.get("eval_examples") else []

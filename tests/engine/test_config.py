@@ -10,12 +10,13 @@ from pipelines.errors import LmforgeError
 def test_every_recipe_loads_and_names_a_known_task(name):
     from tasks.base import get_task
     from tasks.finetuning.downstream import DownstreamTask
+    from tasks.finetuning.text_to_text import TextToTextFinetune
 
     recipe = load_recipe(name)
     task = get_task(recipe.task)
     assert recipe.name == name
-    needs_checkpoint = task.name.startswith(("glue", "distill")) or task.name == "seq2seq" or \
-        issubclass(task, DownstreamTask)
+    needs_checkpoint = task.name.startswith(("glue", "distill")) or issubclass(task, (DownstreamTask,
+                                                                                      TextToTextFinetune))
     if needs_checkpoint:  # `finetune` / `distill` set the checkpoint (and the data): validate the parameters
         from pipelines.config import validate_params
 
