@@ -159,7 +159,7 @@ def test_answer_positions_and_span_search_by_hand():
 
 # --- learning, windows, the pipeline ------------------------------------------------------------
 
-SETTINGS = ["data.max_seq_length=64", "objective.doc_stride=24", "training.num_train_epochs=8",
+SETTINGS = ["data.max_seq_length=64", "objective.doc_stride=24", "training.num_train_epochs=12",
             "training.learning_rate=2e-3", "training.per_device_train_batch_size=32", "training.mixed_precision=no",
             "training.logging_steps=20"]
 
