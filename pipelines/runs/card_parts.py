@@ -106,5 +106,6 @@ def benchmark_results(recipe, metrics: dict) -> list | None:
             return None  # not the task's metrics (a run that stopped before its evaluation)
         return glue_eval_results({o["glue_task"]: metrics})
     squad = "squad_v2" if o.get("version_2_with_negative") else "squad"
-    name = {"squad": squad, "squad-t5": squad, "ner": "ner", "multiple-choice": o.get("dataset", "swag")}.get(recipe.task)
+    name = {"squad": squad, "squad-t5": squad, "ner": "ner",
+            "multiple-choice": o.get("dataset", "swag")}.get(recipe.task)
     return downstream_eval_results({"task": name, **metrics}) if name in DOWNSTREAM_CARD else None

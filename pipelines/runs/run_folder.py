@@ -45,7 +45,8 @@ NOT_IDENTITY = frozenset({
     "training.report_to", "training.run_name", "training.project", "training.push_to_hub",
     "training.hub_model_id", "training.dataloader_num_workers", "training.dataloader_prefetch_factor",
     "data.num_proc", "tokenizer.reuse",
-    "training.torch_compile", "training.padding_free", "training.allow_fp16", "training.nonfinite", "training.max_skipped_steps",
+    "training.torch_compile", "training.padding_free", "training.allow_fp16", "training.nonfinite",
+    "training.max_skipped_steps",
     "data.prepared_dir",
 })
 TOKENIZER_PREFIXES = ("tokenizer.", "data.", "model.family", "model.name_or_path", "training.seed")
