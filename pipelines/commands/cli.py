@@ -114,7 +114,8 @@ def _experiment(args) -> int:
 
     run_experiment(args.recipe, args.budget, args.glue_dir, seeds=args.seeds, baseline=args.baseline == "true",
                    distill=args.distill, tasks=args.tasks, corpus=args.corpus, output_dir=args.output_dir,
-                   overrides=args.overrides, finetune_overrides=args.finetune, finetune_recipe=args.finetune_recipe)
+                   overrides=args.overrides, finetune_overrides=args.finetune, finetune_recipe=args.finetune_recipe,
+                   jobs=args.jobs)
     return 0
 
 
@@ -208,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--finetune_recipe", default="glue-budget", help="GLUE fine-tuning recipe (default: glue-budget)")
     ex.add_argument("--finetune", action="append", default=[], metavar="KEY=VALUE",
                     help="a fine-tuning override (repeatable), e.g. --finetune training.num_train_epochs=3")
+    ex.add_argument("--jobs", type=int, default=None,
+                    help="fine-tunings side by side (the arms of a task), cores split between them "
+                         "(default: one per arm, up to the core count; 1: one after the other in this process)")
     ex.add_argument("--output_dir", default=None, help="default: runs/experiment/<recipe>-<budget>")
     ex.add_argument("overrides", nargs="*", help="pretraining overrides, e.g. model.config.num_hidden_layers=2")
     ex.set_defaults(func=_experiment)

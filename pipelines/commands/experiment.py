@@ -27,6 +27,7 @@ import shlex
 from pathlib import Path
 
 from pipelines.atomic import atomic_write_json, atomic_write_text
+from pipelines.commands.experiment_jobs import Job, auto_jobs, run_jobs
 from pipelines.config import load_recipe, parse_duration
 from pipelines.errors import LmforgeError
 from pipelines.runs.experiment_log import ExperimentLog
@@ -40,7 +41,7 @@ SHARED_WITH_DISTILL = {f"training.{k}" for k in ("per_device_train_batch_size", 
 def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 3, baseline: bool = True,
                    distill: str | None = None, tasks: str | None = None, corpus: str = "glue",
                    output_dir: str | None = None, overrides=(), finetune_overrides=(),
-                   finetune_recipe: str | None = None) -> dict:
+                   finetune_recipe: str | None = None, jobs: int | None = None) -> dict:
     from pipelines.commands.finetune import glue_task_list
 
     parse_duration(budget, "--budget")
@@ -51,6 +52,8 @@ def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 
         raise LmforgeError("experiment: --glue_dir is required (GLUE_DIR=<folder with CoLA/, SST-2/, ...>)")
     if seeds < 1:
         raise LmforgeError(f"--seeds {seeds}: must be >= 1")
+    if jobs is not None and jobs < 1:
+        raise LmforgeError(f"--jobs {jobs}: must be >= 1")
     if corpus not in CORPORA:
         raise LmforgeError(f"--corpus {corpus}: expected one of {', '.join(CORPORA)}")
     names = glue_task_list("glue", glue_dir)
@@ -84,12 +87,21 @@ def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 
     if baseline:
         arms["random_init"] = (export, ["objective.random_init=true"])
     # task by task, every arm of a task before the next, the smallest training sets first: a stopped
-    # experiment's finished tasks are whole comparisons, as many as its time allowed
+    # experiment's finished tasks are whole comparisons, as many as its time allowed; the arms of a
+    # task side by side in `jobs` processes (experiment_jobs.py), or one after the other in this one
+    jobs = auto_jobs(len(arms)) if jobs is None else jobs
     summaries: dict[str, dict] = {arm: {} for arm in arms}
     for name in sorted(names, key=lambda n: _train_rows(glue_dir, n)):
-        for arm, (path, extra) in arms.items():
-            summaries[arm][name] = _glue_stage(log, arm, path, extra, name, glue_dir, seeds, root,
-                                               finetune_overrides, finetune_recipe)
+        over = {arm: [*finetune_overrides, *extra] for arm, (_, extra) in arms.items()}
+        runs = {arm: _glue_job(log, arm, path, over[arm], name, glue_dir, seeds, root, finetune_recipe)
+                for arm, (path, _) in arms.items()}
+        todo = [arm for arm in arms if not log.done(f"glue/{arm}/{name}")]
+        if jobs > 1 and len(todo) > 1:
+            run_jobs(log, [runs[arm] for arm in todo], jobs, _summary)
+        for arm, (path, _) in arms.items():
+            if not log.done(f"glue/{arm}/{name}"):
+                _glue_stage(log, runs[arm], path, over[arm], name, glue_dir, seeds, root, finetune_recipe)
+            summaries[arm][name] = log.result(f"glue/{arm}/{name}")
             atomic_write_json(root / "glue" / arm / "glue_results.json", summaries[arm])  # all its tasks so far
     return _report_stage(log, root, summaries, checked)
 
@@ -215,22 +227,35 @@ def _train_rows(glue_dir: str, name: str) -> int:
         return sum(1 for _ in f)
 
 
-def _glue_stage(log: ExperimentLog, arm: str, model: str, extra: list[str], name: str, glue_dir: str,
-               seeds: int, root: Path, finetune_overrides, finetune_recipe) -> dict:
-    """Fine-tune `model` on one task x seeds (one stage); its summary (median/mean/std per metric)."""
+def _glue_job(log: ExperimentLog, arm: str, model: str, over: list[str], name: str, glue_dir: str, seeds: int,
+              root: Path, finetune_recipe) -> Job:
+    """One arm's fine-tuning of one task x seeds (one stage), as the command line that runs it."""
+    stage, arm_root = f"glue/{arm}/{name}", root / "glue" / arm
+    words = ["finetune", "--task", f"glue/{name}", "--model", model, "--glue_dir", glue_dir, "--seeds", seeds,
+             "--output_dir", arm_root, *(["--recipe", finetune_recipe] if finetune_recipe else []), *over]
+    again = ["training.overwrite_output_dir=true"] if log.interrupted(stage) else []
+    return Job(stage, _command(*words), [str(w) for w in words + again], finetune_recipe or "glue",
+               arm_root / name / "finetune.log", arm_root / name / "eval_results.json")
+
+
+def _summary(path: Path) -> dict:
+    """A finished fine-tuning's summary from its eval_results.json (median/mean/std per metric)."""
+    import json
+
+    return {k: v for k, v in json.loads(path.read_text()).items() if k not in ("task", "model", "exported")}
+
+
+def _glue_stage(log: ExperimentLog, job: Job, model: str, over: list[str], name: str, glue_dir: str, seeds: int,
+                root: Path, finetune_recipe) -> None:
+    """The stage in this process (--jobs 1, or the one arm of a task left to run)."""
     from pipelines.commands.finetune import run_glue
 
-    stage, arm_root = f"glue/{arm}/{name}", root / "glue" / arm
-    if not log.done(stage):
-        over = [*finetune_overrides, *extra]
-        again = ["training.overwrite_output_dir=true"] if log.interrupted(stage) else []
-        words = ["finetune", "--task", f"glue/{name}", "--model", model, "--glue_dir", glue_dir, "--seeds", seeds,
-                 "--output_dir", arm_root, *(["--recipe", finetune_recipe] if finetune_recipe else []), *over]
-        with log.stage(stage, _command(*words), finetune_recipe or "glue") as result:
-            _fresh_accelerate()
-            result.update(run_glue(f"glue/{name}", model, glue_dir, finetune_recipe, over + again, str(arm_root),
-                                   seeds)[name])
-    return log.result(stage)
+    again = ["training.overwrite_output_dir=true"] if log.interrupted(job.stage) else []
+    arm_root = root / "glue" / job.stage.split("/")[1]
+    with log.stage(job.stage, job.command, job.recipe) as result:
+        _fresh_accelerate()
+        result.update(run_glue(f"glue/{name}", model, glue_dir, finetune_recipe, over + again, str(arm_root),
+                               seeds)[name])
 
 
 def _report_stage(log: ExperimentLog, root: Path, summaries: dict, recipe) -> dict:
@@ -247,7 +272,7 @@ def _report_stage(log: ExperimentLog, root: Path, summaries: dict, recipe) -> di
         atomic_write_text(root / "experiment.md", _markdown(log, table))
         result.update(page=str(build_report(root)), table=str(root / "experiment.md"))
     print(table)
-    print(f"experiment: {root} ({log.data['wall_time_s'] / 60:.1f} min of stages)")
+    print(f"experiment: {root} ({log.data['wall_time_s'] / 60:.1f} min of wall time)")
     return comp
 
 
@@ -256,4 +281,5 @@ def _markdown(log: ExperimentLog, table: str) -> str:
     rows = "\n".join(f"| {name} | {st.get('status')} | {st.get('wall_time_s', 0) / 60:.1f} | `{st.get('command')}` |"
                      for name, st in log.stages.items())
     return (f"# Experiment: {s['recipe']}, budget {s['budget']}, {s['seeds']} seeds\n\n{table}\n\n"
+            f"Wall time: {log.data.get('wall_time_s', 0) / 60:.1f} min (stages run side by side counted once).\n\n"
             f"| stage | status | minutes | command |\n|---|---|---|---|\n{rows}\n")

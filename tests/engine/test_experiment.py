@@ -40,12 +40,18 @@ def glue(tmp_path_factory):
 
 def test_one_command_runs_every_stage_and_a_rerun_redoes_none(tmp_path, glue):
     out = tmp_path / "exp"
-    proc = experiment(glue, out, "4s", "--seeds", "2")
+    proc = experiment(glue, out, "4s", "--seeds", "2", "--jobs", "2")
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = stages(out)
     assert list(done) == ["corpus", "prepare", "pretrain", "glue/pretrained/sst2", "glue/random_init/sst2", "report"]
     assert all(s["status"] == "done" and s["attempts"] == 1 and s["wall_time_s"] > 0 for s in done.values())
     assert done["pretrain"]["result"]["ended_by"] == "time_budget"
+    # --jobs 2: the two arms side by side, each in its own process with its own log
+    a, b = done["glue/pretrained/sst2"], done["glue/random_init/sst2"]
+    assert a["started_at"] <= b["finished_at"] and b["started_at"] <= a["finished_at"]
+    assert all((out / "glue" / arm / "sst2" / "finetune.log").is_file() for arm in ("pretrained", "random_init"))
+    wall = json.loads((out / "experiment.json").read_text())["wall_time_s"]
+    assert wall < sum(s["wall_time_s"] for s in done.values())  # overlapping stages counted once
     assert done["pretrain"]["command"].startswith("python -m pipelines pretrain bert-mini-cram")
     assert "training.time_budget=4s" in done["pretrain"]["command"]
     # the corpus is the task's TRAINING text only (dev sentences never reach pretraining)
@@ -121,7 +127,8 @@ def test_a_distilled_student_is_a_third_arm(tmp_path, glue):
     """DISTILL=student-tiny: DistilBERT-style distillation of the pretrained model (under the same budget,
     on the same corpus; the cosine term dropped where the widths differ), fine-tuned beside the others."""
     out = tmp_path / "distilled"
-    proc = experiment(glue, out, "3s", "--baseline", "false", "--seeds", "1", "--distill", "student-tiny")
+    proc = experiment(glue, out, "3s", "--baseline", "false", "--seeds", "1", "--distill", "student-tiny",
+                      "--jobs", "1")  # in this process, one arm after the other
     assert proc.returncode == 0, proc.stderr[-3000:]
     done = stages(out)
     assert list(done) == ["corpus", "prepare", "pretrain", "distill", "glue/pretrained/sst2", "glue/distilled/sst2",
@@ -140,3 +147,26 @@ def test_a_recipe_with_warmup_steps_becomes_a_budgeted_run():
     over = budget_defaults(load_recipe("bert-tiny"))  # warmup_steps 40 of max_steps 400
     assert over == ["training.max_steps=100000000", "training.warmup_steps=0", "training.warmup_ratio=0.1"]
     assert load_recipe("bert-tiny", over + ["training.time_budget=1m"]).training.time_budget == "1m"
+
+
+def test_side_by_side_jobs_mark_each_stage_and_name_the_one_that_failed(tmp_path):
+    """experiment_jobs.run_jobs with real child processes: the job that succeeds is done with its
+    result, the one that fails stays running (the next run redoes it) and is named in one error line."""
+    from pipelines.commands.experiment_jobs import Job, run_jobs
+    from pipelines.errors import LmforgeError
+    from pipelines.runs.experiment_log import ExperimentLog
+
+    log = ExperimentLog(tmp_path, {"recipe": "x"})
+    (tmp_path / "good.json").write_text(json.dumps({"accuracy": 0.75}))
+    good = Job("glue/pretrained/rte", "python -m pipelines recipes", ["recipes"], "glue", tmp_path / "good.log",
+               tmp_path / "good.json")
+    bad = Job("glue/random_init/rte", "python -m pipelines finetune --task glue/nope", ["finetune", "--task",
+              "glue/nope", "--model", str(tmp_path)], "glue", tmp_path / "bad" / "finetune.log", tmp_path / "no.json")
+    with pytest.raises(LmforgeError) as err:
+        run_jobs(log, [good, bad], 2, lambda path: json.loads(path.read_text()))
+    assert log.stages["glue/pretrained/rte"]["status"] == "done"
+    assert log.stages["glue/pretrained/rte"]["result"] == {"accuracy": 0.75}
+    assert log.stages["glue/random_init/rte"]["status"] == "running"
+    message = str(err.value)
+    assert "glue/random_init/rte (exit 2: lmforge: error:" in message and "glue/pretrained/rte" not in message
+    assert "glue-budget" in good.log.read_text()  # the child's output went to its log
