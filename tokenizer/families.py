@@ -54,6 +54,13 @@ FAMILY_SPECS: dict[str, FamilySpec] = {
     "electra": FamilySpec("wordpiece", _BERT_SPECIALS, _BERT_ROLES, _BERT_SINGLE, _BERT_PAIR,
                           "ElectraTokenizer", _WITH_TYPES, lowercase=True),
     "roberta": FamilySpec("bpe", _ROBERTA_SPECIALS, _ROBERTA_ROLES, "roberta", "roberta", "RobertaTokenizer"),
+    # ModernBERT (Warner et al. 2024: pre-LN, rotary positions, GeGLU, no biases) reads no token types;
+    # BERT's lower-cased WordPiece with [CLS]/[SEP] (the released model's BPE is a separate choice)
+    "modernbert": FamilySpec("wordpiece", _BERT_SPECIALS, _BERT_ROLES, _BERT_SINGLE, _BERT_PAIR,
+                             "BertTokenizer", lowercase=True),
+    # RoBERTa with pre-LayerNorm blocks (fairseq's --encoder-normalize-before): RoBERTa's tokenizer
+    "roberta-prelayernorm": FamilySpec("bpe", _ROBERTA_SPECIALS, _ROBERTA_ROLES, "roberta", "roberta",
+                                       "RobertaTokenizer"),
     "bart": FamilySpec("bpe", _ROBERTA_SPECIALS, _ROBERTA_ROLES, "roberta", "roberta", "BartTokenizer"),
     "gpt2": FamilySpec("bpe", ("<|endoftext|>", "<pad>"),
                        {"bos_token": "<|endoftext|>", "eos_token": "<|endoftext|>",

@@ -78,12 +78,15 @@ class Dims:
 def dims(config) -> Dims | None:
     """The family's shapes under its own field names; None for a family without a count here."""
     kind = getattr(config, "model_type", None)
-    if kind in ("bert", "roberta", "albert", "electra"):
+    if kind in ("bert", "roberta", "roberta-prelayernorm", "albert", "electra"):
         h = config.hidden_size
         heads = config.num_attention_heads
         emb = getattr(config, "embedding_size", h)
         return Dims(config.num_hidden_layers, h, heads * (h // heads), config.intermediate_size, config.vocab_size,
                     emb, embedding_projection=kind == "albert" or emb != h)
+    if kind == "modernbert":  # GeGLU: Wi projects to 2 x intermediate, Wo back from intermediate
+        h = config.hidden_size
+        return Dims(config.num_hidden_layers, h, h, config.intermediate_size, config.vocab_size, h, gated=True)
     if kind == "gpt2":
         h = config.n_embd
         return Dims(config.n_layer, h, h, config.n_inner or 4 * h, config.vocab_size, h)

@@ -22,6 +22,8 @@ from pipelines.errors import LmforgeError
 FAMILY_TARGETS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "bert": (("query", "value"), ("classifier",)),
     "roberta": (("query", "value"), ("classifier",)),
+    "roberta-prelayernorm": (("query", "value"), ("classifier",)),
+    "modernbert": (("Wqkv",), ("classifier",)),  # one fused query/key/value projection
     "electra": (("query", "value"), ("classifier",)),
     "albert": (("query", "value"), ("classifier",)),  # AlbertAttention's own query/value (shared layers)
     "gpt2": (("c_attn",), ("score",)),

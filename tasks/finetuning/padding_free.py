@@ -32,9 +32,10 @@ from contextlib import contextmanager
 import torch
 
 from pipelines.errors import LmforgeError
+from tasks.shared.modeling import position_offset
 
 # families whose classifier reads only the first token's state after the encoder (tested exact)
-FAMILIES = ("bert", "roberta", "albert", "electra")
+FAMILIES = ("bert", "roberta", "roberta-prelayernorm", "albert", "electra")
 # attention kernels that take a 4-D mask as given (flash / flex would need the varlen path instead)
 ATTENTION = ("sdpa", "eager")
 # auto packs a micro-batch only when that removes at least this fraction of its rows: the block mask
@@ -174,8 +175,7 @@ def packed_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     if why:  # a model built otherwise than the config setup() looked at
         raise LmforgeError(f"training.padding_free: a packed batch reached a model it is not exact for: {why}")
     positions = batch["position_ids"]
-    if config.model_type == "roberta":  # positions count from padding_idx + 1 (RobertaEmbeddings)
-        positions = positions + config.pad_token_id + 1
+    positions = positions + position_offset(inner)  # RoBERTa-style tables count from padding_idx + 1
     mask = block_mask(batch["segment_ids"], attention, next(inner.parameters()).dtype)
     with first_tokens_only(model, batch["cls_positions"]):
         return model(input_ids=batch["input_ids"], attention_mask=mask, token_type_ids=batch["token_type_ids"],

@@ -12,8 +12,20 @@ def build_config(recipe: Recipe, tokenizer, **fixed):
     from transformers import AutoConfig
 
     check_model_config(recipe)
-    kwargs = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id, **fixed, **recipe.model.config}
+    kwargs = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id,
+              **special_token_ids(AutoConfig.for_model(recipe.model.family), tokenizer), **fixed, **recipe.model.config}
     return AutoConfig.for_model(recipe.model.family, **kwargs)
+
+
+def special_token_ids(defaults, tokenizer) -> dict:
+    """cls/sep/bos/eos ids from the tokenizer for the fields the family's Config sets by default
+    (ModernBERT's defaults are its released vocabulary's 50281/50282: wrong for any other tokenizer)."""
+    ids = {}
+    for role in ("cls", "sep", "bos", "eos"):
+        field, value = f"{role}_token_id", getattr(tokenizer, f"{role}_token_id", None)
+        if getattr(defaults, field, None) is not None and value is not None:
+            ids[field] = value
+    return ids
 
 
 def init_model(auto_cls, recipe: Recipe, tokenizer, **fixed):

@@ -33,6 +33,8 @@ def _tiny_checkpoint(family, out):
         model = transformers.BertForMaskedLM(transformers.BertConfig(**enc))
     elif family == "roberta":
         model = transformers.RobertaForMaskedLM(transformers.RobertaConfig(**enc))
+    elif family == "roberta-prelayernorm":
+        model = transformers.RobertaPreLayerNormForMaskedLM(transformers.RobertaPreLayerNormConfig(**enc))
     elif family == "electra":
         model = transformers.ElectraForPreTraining(transformers.ElectraConfig(embedding_size=32, **enc))
     elif family == "albert":  # one shared layer group, factorised embeddings

@@ -18,7 +18,7 @@ from tasks.base import get_task
 from tasks.finetuning import padding_free
 from tasks.finetuning.padding_free import collate_packed, pack_rows
 
-FAMILIES = ("bert", "roberta", "albert", "electra")
+FAMILIES = ("bert", "roberta", "roberta-prelayernorm", "albert", "electra")
 
 
 @pytest.fixture(scope="module")
