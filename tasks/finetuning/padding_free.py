@@ -35,7 +35,7 @@ from pipelines.errors import LmforgeError
 from tasks.shared.modeling import position_offset
 
 # families whose classifier reads only the first token's state after the encoder (tested exact)
-FAMILIES = ("bert", "roberta", "roberta-prelayernorm", "albert", "electra")
+FAMILIES = ("bert", "roberta", "roberta-prelayernorm", "albert", "electra", "modernbert")
 # attention kernels that take a 4-D mask as given (flash / flex would need the varlen path instead)
 ATTENTION = ("sdpa", "eager")
 # auto packs a micro-batch only when that removes at least this fraction of its rows: the block mask
@@ -58,6 +58,11 @@ def unsupported_reason(config) -> str | None:
     attention = getattr(config, "_attn_implementation", None) or "sdpa"  # transformers' default for these
     if attention not in ATTENTION:
         return f"attention '{attention}' (packed: {', '.join(ATTENTION)})"
+    if family == "modernbert":  # its head must read the first token, every layer must see the whole example
+        if config.classifier_pooling != "cls":
+            return f"ModernBERT classifier_pooling '{config.classifier_pooling}' (packed: cls)"
+        if any(kind != "full_attention" for kind in config.layer_types):
+            return "ModernBERT's local (sliding-window) attention layers (packed: full_attention only)"
     return None
 
 
@@ -159,7 +164,10 @@ def first_tokens_only(model: torch.nn.Module, positions: torch.Tensor):
         output["last_hidden_state"] = rows
         return output
 
-    handle = _transformers_model(model).base_model.encoder.register_forward_hook(hook)
+    base = _transformers_model(model).base_model
+    # BERT/ALBERT keep a pooler after the encoder inside the base model; ModernBERT has no encoder module
+    # and pools in its head, so its whole base model's output is cut
+    handle = getattr(base, "encoder", base).register_forward_hook(hook)
     try:
         yield
     finally:
@@ -177,6 +185,12 @@ def packed_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     positions = batch["position_ids"]
     positions = positions + position_offset(inner)  # RoBERTa-style tables count from padding_idx + 1
     mask = block_mask(batch["segment_ids"], attention, next(inner.parameters()).dtype)
+    types = {"token_type_ids": batch["token_type_ids"]} if takes_token_types(inner) else {}  # not ModernBERT
     with first_tokens_only(model, batch["cls_positions"]):
-        return model(input_ids=batch["input_ids"], attention_mask=mask, token_type_ids=batch["token_type_ids"],
-                     position_ids=positions).logits
+        return model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, **types).logits
+
+
+def takes_token_types(model: torch.nn.Module) -> bool:
+    import inspect
+
+    return "token_type_ids" in inspect.signature(model.forward).parameters

@@ -33,6 +33,10 @@ def _tiny_checkpoint(family, out):
         model = transformers.BertForMaskedLM(transformers.BertConfig(**enc))
     elif family == "roberta":
         model = transformers.RobertaForMaskedLM(transformers.RobertaConfig(**enc))
+    elif family == "modernbert":  # every layer global: packing needs that (padding_free.unsupported_reason)
+        model = transformers.ModernBertForMaskedLM(transformers.ModernBertConfig(
+            layer_types=["full_attention"] * 2, cls_token_id=tok.cls_token_id, sep_token_id=tok.sep_token_id,
+            bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id, **enc))
     elif family == "roberta-prelayernorm":
         model = transformers.RobertaPreLayerNormForMaskedLM(transformers.RobertaPreLayerNormConfig(**enc))
     elif family == "electra":

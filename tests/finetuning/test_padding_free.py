@@ -18,7 +18,7 @@ from tasks.base import get_task
 from tasks.finetuning import padding_free
 from tasks.finetuning.padding_free import collate_packed, pack_rows
 
-FAMILIES = ("bert", "roberta", "roberta-prelayernorm", "albert", "electra")
+FAMILIES = ("bert", "roberta", "roberta-prelayernorm", "albert", "electra", "modernbert")
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def _logits_and_grads(task, model, batch):
 
 @pytest.mark.parametrize("case", FAMILIES + ("bert-eager", "bert-lora"))
 def test_packed_logits_and_gradients_equal_the_padded_ones(checkpoints, case):
-    family, _, variant = case.partition("-")
+    family, _, variant = (case, "", "") if case in FAMILIES else case.partition("-")
     extra = ["objective.peft=lora", "objective.lora.dropout=0.0"] if variant == "lora" else []
     packed, tok = glue_task(checkpoints[family], "mrpc", "training.padding_free=true", *extra)
     padded, _ = glue_task(checkpoints[family], "mrpc", "training.padding_free=false", *extra)
@@ -103,7 +103,8 @@ def test_packed_logits_and_gradients_equal_the_padded_ones(checkpoints, case):
     assert gp.keys() == gd.keys() and len(gp) > 2
     for name in gp:
         torch.testing.assert_close(gp[name], gd[name], rtol=1e-4, atol=1e-6, msg=name)
-    assert not padding_free._transformers_model(model).base_model.encoder._forward_hooks  # the hook is gone
+    base = padding_free._transformers_model(model).base_model
+    assert not getattr(base, "encoder", base)._forward_hooks  # the hook is gone
 
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         bp, bd = packed._logits(model, pb).float(), padded._logits(model, db).float()
@@ -168,6 +169,15 @@ def test_unsupported_settings_fall_back_or_are_refused_in_one_line(checkpoints, 
     auto = get_task("distill-kd")(load_recipe("distill-kd", [f"model.name_or_path={checkpoints['bert']}",
                                                              f"objective.teacher={tmp_path}"]))
     assert not auto.packed
+
+
+def test_modernbert_packs_only_with_first_token_pooling_and_global_attention():
+    from transformers import ModernBertConfig
+
+    full = {"num_hidden_layers": 2, "layer_types": ["full_attention"] * 2}
+    assert padding_free.unsupported_reason(ModernBertConfig(**full)) is None
+    assert "sliding-window" in padding_free.unsupported_reason(ModernBertConfig(num_hidden_layers=3))  # its default
+    assert "pooling 'mean'" in padding_free.unsupported_reason(ModernBertConfig(**full, classifier_pooling="mean"))
 
 
 def test_a_finetuning_run_packed_gives_the_padded_runs_losses_and_metrics(checkpoints, tmp_path, monkeypatch):
