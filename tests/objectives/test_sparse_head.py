@@ -1,5 +1,5 @@
 """Sparse prediction (tasks/shared/sparse_head.py) gives the dense loss, gradients and accuracy,
-for every MLM-style head: BERT MLM+NSP, RoBERTa, ALBERT and ELECTRA's generator."""
+for every MLM-style head: BERT MLM+NSP, RoBERTa, ALBERT, ELECTRA's generator and ModernBERT."""
 
 import copy
 
@@ -11,11 +11,15 @@ from tasks.base import get_task
 
 TINY = ["model.config.hidden_size=32", "model.config.num_hidden_layers=2", "model.config.num_attention_heads=2",
         "model.config.intermediate_size=64", "tokenizer.vocab_size=800", "data.max_seq_length=64",
-        "data.max_documents=40", "model.config.hidden_dropout_prob=0", "model.config.attention_probs_dropout_prob=0"]
-FAMILIES = {"bert-tiny": [], "roberta-tiny": ["model.config.max_position_embeddings=66"],
-            "albert-tiny": ["model.config.embedding_size=16", "model.config.max_position_embeddings=64",
+        "data.max_documents=40"]
+NO_DROPOUT = ["model.config.hidden_dropout_prob=0", "model.config.attention_probs_dropout_prob=0"]
+FAMILIES = {"bert-tiny": NO_DROPOUT, "roberta-tiny": [*NO_DROPOUT, "model.config.max_position_embeddings=66"],
+            "albert-tiny": [*NO_DROPOUT, "model.config.embedding_size=16", "model.config.max_position_embeddings=64",
                             "model.config.classifier_dropout_prob=0"],
-            "electra-tiny": ["model.config.embedding_size=16", "model.config.max_position_embeddings=64"]}
+            "electra-tiny": [*NO_DROPOUT, "model.config.embedding_size=16", "model.config.max_position_embeddings=64"],
+            # ModernBERT has no dropout in the recipe; its decoder sits after a dense+norm head
+            "modernbert-mini-cram": ["model.config.layer_types=[full_attention,full_attention]",
+                                     "model.config.max_position_embeddings=64"]}
 
 
 def _task(name, tmp_path, sparse):
