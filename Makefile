@@ -131,7 +131,7 @@ gpu-check:
 # one folder (runs/experiment/<recipe>-<budget>) with experiment.json; rerun the same command to continue
 BUDGET     ?= 60m
 experiment: install
-	$(PY) -m pipelines experiment $(if $(filter command line environment,$(origin RECIPE)),$(RECIPE),bert-mini-cram) \
+	$(PY) -m pipelines experiment $(if $(filter command line environment,$(origin RECIPE)),$(RECIPE),modernbert-mini-cram) \
 		--budget $(BUDGET) $(if $(GLUE_DIR),--glue_dir $(GLUE_DIR)) $(if $(SEEDS),--seeds $(SEEDS)) \
 		$(if $(BASELINE),--baseline $(BASELINE)) $(if $(DISTILL),--distill $(DISTILL)) $(if $(TASKS),--tasks $(TASKS)) $(if $(JOBS),--jobs $(JOBS)) \
 		$(if $(filter-out default,$(CORPUS)),--corpus $(CORPUS)) $(ARGS)

@@ -196,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     pu.add_argument("--license", default=None, help="the card's license (e.g. apache-2.0, mit); none unless given")
     pu.set_defaults(func=_push)
     ex = sub.add_parser("experiment", help="pretrain under a time budget, fine-tune GLUE against random init, report")
-    ex.add_argument("recipe", help="pretraining recipe (e.g. bert-mini-cram)")
+    ex.add_argument("recipe", help="pretraining recipe (e.g. modernbert-mini-cram)")
     ex.add_argument("--budget", default="60m", help="pretraining wall time (training.time_budget): 60m, 2h, ...")
     ex.add_argument("--glue_dir", default=None, help="folder in the GLUE TSV layout (required)")
     ex.add_argument("--seeds", type=int, default=3, help="fine-tuning seeds per task and arm (median reported)")

@@ -1,7 +1,7 @@
 """`experiment`: does pretraining pay off in this budget on this machine? One command, one folder.
 
-    python -m pipelines experiment bert-mini-cram --budget 60m --glue_dir GLUE [--seeds 3]
-    make experiment RECIPE=bert-mini-cram BUDGET=60m GLUE_DIR=... SEEDS=3 [DISTILL=student-tiny]
+    python -m pipelines experiment modernbert-mini-cram --budget 60m --glue_dir GLUE [--seeds 3]
+    make experiment RECIPE=modernbert-mini-cram BUDGET=60m GLUE_DIR=... SEEDS=3
 
 Stages, each recorded in <folder>/experiment.json (pipelines/runs/experiment_log.py) and never redone
 once finished; the same command continues an interrupted experiment (SIGKILL included) from the
