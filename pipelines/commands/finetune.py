@@ -136,7 +136,7 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
     """One run per GLUE task (per seed: training.seed, +1, ... in <task>/seed-<s> when seeds > 1);
     writes eval_results.json (with the evaluation each export holds) per run and per task, and
     glue_results.json, prints the table."""
-    from tasks.finetuning.common import checkpoint_config
+    from tasks.finetuning.common import checkpoint_config, family_override
     from tasks.finetuning.glue_t5 import glue_recipe_for
     from tasks.finetuning.seeds import best_seed, seed_list, seed_summary
 
@@ -148,7 +148,7 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
     starts = init_from_overrides(init_from, task, names)
     summary = {}
     for name in names:
-        fixed = [f"objective.glue_task={name}", f"model.name_or_path={path}",
+        fixed = [f"objective.glue_task={name}", f"model.name_or_path={path}", *family_override(path),
                  f"training.output_dir={root / name}", f"name={recipe_name}-{name}"]
         if glue_dir:
             fixed.append(f"objective.glue_dir={os.path.abspath(glue_dir)}")
@@ -188,6 +188,7 @@ def run_downstream(task: str, path: str, data: str | None, recipe_name: str | No
     """SQuAD, SWAG, RACE or NER: one run per seed (training.seed, +1, ...; <out>/seed-<s> when seeds > 1);
     eval_results.json with the metrics of the evaluation each export holds (median / mean / std over
     seeds), and the scores printed."""
+    from tasks.finetuning.common import family_override
     from tasks.finetuning.seeds import seed_list, seed_summary
 
     if seeds < 1:
@@ -198,8 +199,8 @@ def run_downstream(task: str, path: str, data: str | None, recipe_name: str | No
     recipe_name = recipe_name or downstream_recipe(task, path)
     root = Path(output_dir or default_output_root(path, overrides) / task)
     where = os.path.abspath(data) if Path(data).exists() else data  # recipe.json works from anywhere
-    fixed = [f"model.name_or_path={path}", f"objective.data={where}", f"name={recipe_name}-{task}",
-             *DOWNSTREAM[task][1]]
+    fixed = [f"model.name_or_path={path}", *family_override(path), f"objective.data={where}",
+             f"name={recipe_name}-{task}", *DOWNSTREAM[task][1]]
     first = load_recipe(recipe_name, fixed + list(overrides) + [f"training.output_dir={root}"]).training.seed
     per_seed, exported = {}, {}
     for seed in seed_list(first, seeds):
@@ -344,9 +345,12 @@ def _main_process() -> bool:
 def run_seq2seq(task: str, path: str, data: str | None, recipe_name: str | None = None, overrides=(),
                 output_dir: str | None = None) -> dict:
     """Train `path` on `data` (local file or Hub dataset name); writes eval_results.json, prints ROUGE / BLEU."""
+    from tasks.finetuning.common import family_override
+
     recipe_name = recipe_name or SEQ2SEQ_RECIPE
     root = Path(output_dir or default_output_root(path, overrides) / task.replace("/", "-"))
-    fixed = [f"model.name_or_path={path}", f"training.output_dir={root}", f"name={recipe_name}"]
+    fixed = [f"model.name_or_path={path}", *family_override(path), f"training.output_dir={root}",
+             f"name={recipe_name}"]
     if data:
         # absolute, so the recipe.json of the run still points at the file from any directory
         fixed.append(f"objective.dataset={os.path.abspath(data) if Path(data).exists() else data}")

@@ -20,6 +20,14 @@ def checkpoint_config(path: str):
         raise LmforgeError(f"--model {path}: cannot read its config: {one_line(exc)}") from None
 
 
+def family_override(path: str) -> list[str]:
+    """The override `model.family=<the checkpoint's model_type>` for a fine-tuning run of `path`: the
+    recipes' family (bert) is a default for building models, and a checkpoint brings its own, so
+    model.config is checked against the checkpoint's Config class (ModernBERT's classifier_pooling is
+    no BertConfig field) and run.json names the family that actually trains."""
+    return [f"model.family={checkpoint_config(path).model_type}"]
+
+
 def fit_max_length(recipe, tokenizer, config=None, label: str | None = None) -> int:
     """recipe.data.max_seq_length, lowered to what the checkpoint can embed (its position table, the
     tokenizer's model_max_length), as transformers' run_glue.py does: a recipe default of 128 must

@@ -120,7 +120,8 @@ class DownstreamTask(BestDevEvaluation, Task):
 
         auto = getattr(transformers, self.auto_class)
         path = self.recipe.model.name_or_path
-        kwargs = {"pad_token_id": tokenizer.pad_token_id, **self.model_kwargs()}
+        # model.config changes the checkpoint's config, as in GlueTask.build_model
+        kwargs = {"pad_token_id": tokenizer.pad_token_id, **self.model_kwargs(), **self.recipe.model.config}
         missing: list[str] = []
         try:
             if self.params.random_init:

@@ -99,6 +99,7 @@ class GlueClassification(Task):
             config = init_config(init)
         else:
             config = checkpoint_config(self.recipe.model.name_or_path)
+        config.update(dict(self.recipe.model.config))  # as build_model will load it
         self.max_length = fit_max_length(self.recipe, tokenizer, config)
         self.packed = self._packs() and padding_free.resolve(self.recipe, config)
 
@@ -153,6 +154,9 @@ class GlueClassification(Task):
         kwargs = {"id2label": dict(enumerate(labels)), "label2id": {n: i for i, n in enumerate(labels)}}
         # set either way: a checkpoint fine-tuned on STS-B (init_from) saved "regression"
         kwargs["problem_type"] = "regression" if self.spec.is_regression else "single_label_classification"
+        # model.config changes the checkpoint's config (classifier_pooling, dropout), as run_glue's
+        # --config_overrides does; pipelines/commands/finetune.py checked its keys against that config
+        kwargs.update(self.recipe.model.config)
         path, init = self.recipe.model.name_or_path, self.params.init_from
         where = f"objective.init_from={init}" if init else f"--model {path}"
         if init:

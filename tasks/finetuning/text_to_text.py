@@ -94,7 +94,7 @@ class TextToTextFinetune(Task):
 
         path = self.recipe.model.name_or_path
         try:
-            model = AutoModelForSeq2SeqLM.from_pretrained(path)
+            model = AutoModelForSeq2SeqLM.from_pretrained(path, **self.recipe.model.config)  # as GlueTask's
         except (OSError, ValueError) as exc:
             raise LmforgeError(f"model.name_or_path: cannot load '{path}' as AutoModelForSeq2SeqLM: "
                                f"{one_line(exc)}") from None

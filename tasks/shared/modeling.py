@@ -19,12 +19,18 @@ def build_config(recipe: Recipe, tokenizer, **fixed):
 
 def special_token_ids(defaults, tokenizer) -> dict:
     """cls/sep/bos/eos ids from the tokenizer for the fields the family's Config sets by default
-    (ModernBERT's defaults are its released vocabulary's 50281/50282: wrong for any other tokenizer)."""
+    (ModernBERT's defaults are its released vocabulary's 50281/50282: wrong for any other tokenizer);
+    None for such a field the tokenizer has no token for whose default lies outside its vocabulary
+    (ModernBERT's bos/eos with a WordPiece vocabulary: unused by an encoder, and transformers warns
+    at every load that they are out of range)."""
     ids = {}
     for role in ("cls", "sep", "bos", "eos"):
         field, value = f"{role}_token_id", getattr(tokenizer, f"{role}_token_id", None)
-        if getattr(defaults, field, None) is not None and value is not None:
+        default = getattr(defaults, field, None)
+        if default is not None and value is not None:
             ids[field] = value
+        elif isinstance(default, int) and default >= len(tokenizer):
+            ids[field] = None
     return ids
 
 

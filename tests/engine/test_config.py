@@ -77,6 +77,21 @@ def test_unknown_model_config_key_is_refused(tmp_path):
     assert not (tmp_path / "tokenizer").exists()
 
 
+def test_modernbert_config_takes_the_tokenizers_special_ids(tmp_path):
+    """ModernBERT's defaults are its released vocabulary's ids (50281/50282): cls and sep come from our
+    WordPiece tokenizer, and bos/eos, which it lacks, are cleared rather than left out of range."""
+    from pipelines.data.default_corpus import default_corpus_path
+    from tasks.shared.modeling import build_config
+    from tokenizer import build_tokenizer
+
+    lines = [ln for ln in default_corpus_path().read_text(encoding="utf-8").splitlines() if ln.strip()][:500]
+    tok = build_tokenizer("modernbert", lines, 500, tmp_path, model_max_length=64)
+    config = build_config(load_recipe("modernbert-mini-cram"), tok)
+    assert (config.cls_token_id, config.sep_token_id) == (tok.cls_token_id, tok.sep_token_id)
+    assert config.bos_token_id is None and config.eos_token_id is None
+    assert config.pad_token_id == tok.pad_token_id and config.vocab_size == len(tok)
+
+
 # --- value ranges: every bad value fails at load, naming the field ------------------------------
 
 @pytest.mark.parametrize("overrides, field", [
