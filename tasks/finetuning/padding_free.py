@@ -17,7 +17,9 @@ varlen kernel (flash attention). Here, for any device and SDPA or eager attentio
   offset (RoBERTa counts from padding_idx + 1);
 - a forward hook on the encoder hands the rest of the model (BERT/ALBERT's pooler on [:, 0],
   RoBERTa/ELECTRA's head on features[:, 0]) the first-token states as [examples, 1, hidden], so the
-  model's own head runs unchanged and returns logits [examples, labels] in example order. The
+  model's own head runs unchanged and returns logits [examples, labels] in example order. A ModernBERT
+  that pools by mean gets each example's mean over its own tokens there instead (what its padded
+  mean over the attention mask computes), and reads it as its first token for the call. The
   model is called through its top-level forward (DDP hooks, autocast), as tasks/shared/sparse_head.py
   does for the MLM output layer.
 
@@ -58,9 +60,7 @@ def unsupported_reason(config) -> str | None:
     attention = getattr(config, "_attn_implementation", None) or "sdpa"  # transformers' default for these
     if attention not in ATTENTION:
         return f"attention '{attention}' (packed: {', '.join(ATTENTION)})"
-    if family == "modernbert":  # its head must read the first token, every layer must see the whole example
-        if config.classifier_pooling != "cls":
-            return f"ModernBERT classifier_pooling '{config.classifier_pooling}' (packed: cls)"
+    if family == "modernbert":  # both its poolings (cls, mean) pack; every layer must see the whole example
         if any(kind != "full_attention" for kind in config.layer_types):
             return "ModernBERT's local (sliding-window) attention layers (packed: full_attention only)"
     return None
@@ -152,13 +152,28 @@ def block_mask(segments: torch.Tensor, attention: str, dtype: torch.dtype) -> to
     return torch.zeros(same.shape, dtype=dtype, device=same.device).masked_fill_(~same, torch.finfo(dtype).min)
 
 
+def segment_means(flat: torch.Tensor, segments: torch.Tensor, n: int) -> torch.Tensor:
+    """[n, hidden]: the mean of the rows of `flat` [tokens, hidden] of each example 0..n-1 (segment -1,
+    a row's tail padding, is left out)."""
+    real = segments >= 0
+    sums = flat.new_zeros(n, flat.size(-1)).index_add_(0, segments[real], flat[real])
+    counts = torch.bincount(segments[real], minlength=n).to(flat.dtype)
+    return sums / counts[:, None]
+
+
 @contextmanager
-def first_tokens_only(model: torch.nn.Module, positions: torch.Tensor):
-    """Within the block, the encoder's output is cut to the states at `positions` (flat indices),
-    shaped [n, 1, hidden]: the model's own pooler/head then reads exactly those first tokens."""
+def first_tokens_only(model: torch.nn.Module, batch: dict, mean: bool = False):
+    """Within the block, the encoder's output is cut to one state per example of the packed `batch`,
+    shaped [n, 1, hidden]: its first token's (at batch["cls_positions"], flat indices), or with `mean`
+    the mean over its tokens; the model's own pooler/head then reads exactly those."""
     def hook(module, args, output):
         hidden = output[0]
-        rows = hidden.reshape(-1, hidden.size(-1)).index_select(0, positions).unsqueeze(1)
+        flat = hidden.reshape(-1, hidden.size(-1))
+        if mean:
+            rows = segment_means(flat, batch["segment_ids"].reshape(-1), batch["cls_positions"].numel())
+        else:
+            rows = flat.index_select(0, batch["cls_positions"])
+        rows = rows.unsqueeze(1)
         if isinstance(output, tuple):
             return (rows, *output[1:])
         output["last_hidden_state"] = rows
@@ -186,8 +201,23 @@ def packed_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     positions = positions + position_offset(inner)  # RoBERTa-style tables count from padding_idx + 1
     mask = block_mask(batch["segment_ids"], attention, next(inner.parameters()).dtype)
     types = {"token_type_ids": batch["token_type_ids"]} if takes_token_types(inner) else {}  # not ModernBERT
-    with first_tokens_only(model, batch["cls_positions"]):
+    mean = getattr(config, "classifier_pooling", None) == "mean"  # ModernBERT's option
+    with first_tokens_only(model, batch, mean), _pooling(config, "cls" if mean else None):
         return model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, **types).logits
+
+
+@contextmanager
+def _pooling(config, pooling: str | None):
+    """ModernBERT's head reads the hook's per-example means as first tokens (its own mean would
+    average them over the 4-D mask); None: unchanged."""
+    if pooling is None:
+        yield
+        return
+    saved, config.classifier_pooling = config.classifier_pooling, pooling
+    try:
+        yield
+    finally:
+        config.classifier_pooling = saved
 
 
 def takes_token_types(model: torch.nn.Module) -> bool:
