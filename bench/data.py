@@ -3,7 +3,11 @@ docs/BENCHMARKS.md. One invocation measures, side by side:
 
     prep        preparation MB/s on one text file with one tokenizer: the HF run_mlm recipe
                 (datasets "text" loader + batched tokenize map + group_texts, block 128) vs lmforge's
-                write_shards; alternated, --reps each, medians (target: lmforge >= 2x)
+                write_shards, at each of --procs processes on both sides (run_mlm's
+                preprocessing_num_workers = map's num_proc; lmforge's data.num_proc); alternated,
+                --reps each, medians (target: lmforge >= 2x at the same number of processes)
+    index       the NSP, SOP, ELECTRA and BART example indexes built over every document of the
+                --big-mb corpus prepared with a WordPiece tokenizer (target: each < 5 s)
     rss         peak RSS of `pretrain` (roberta-tiny, bert-tiny) on a prepared --size-mb and --big-mb
                 corpus: the largest process (ru_maxrss of that child, wait4) and the summed RSS/PSS of
                 the process tree, DataLoader workers included, sampled every 0.2 s
@@ -37,7 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 WIKITEXT = SHARED_DATA / "wikitext-2"
 RECIPES = {"roberta-tiny": "roberta", "bert-tiny": "bert"}  # recipe -> tokenizer family
 MB, GB = 1e6, 1e9
-RSS_LIMIT_GB, RSS_SPREAD, FIRST_STEP_LIMIT_S, PREP_RATIO = 1.5, 0.10, 15.0, 2.0
+RSS_LIMIT_GB, RSS_SPREAD, FIRST_STEP_LIMIT_S, PREP_RATIO, INDEX_LIMIT_S = 1.5, 0.10, 15.0, 2.0, 5.0
 
 
 def log(msg: str):
@@ -146,9 +150,10 @@ def child_prep_hf(spec: dict) -> dict:
         total = len(joined[next(iter(examples))]) // block * block
         return {k: [t[i:i + block] for i in range(0, total, block)] for k, t in joined.items()}
 
+    procs = spec["procs"] if spec["procs"] > 1 else None  # run_mlm: num_proc=data_args.preprocessing_num_workers
     with tokenizer_threads():  # the tokenizers pool on, as HF has it by default and write_shards has it
-        tokenized = raw.map(tokenize, batched=True, remove_columns=["text"], desc="tokenize")
-    grouped = tokenized.map(group_texts, batched=True, desc=f"group_texts {block}")
+        tokenized = raw.map(tokenize, batched=True, num_proc=procs, remove_columns=["text"], desc="tokenize")
+    grouped = tokenized.map(group_texts, batched=True, num_proc=procs, desc=f"group_texts {block}")
     seconds = time.perf_counter() - start
     return {"seconds": round(seconds, 2), "blocks": len(grouped["train"]), "tokens": len(grouped["train"]) * block}
 
@@ -161,12 +166,40 @@ def child_prep_lmforge(spec: dict) -> dict:
 
     tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer"])
     start = time.perf_counter()
-    meta = write_shards(DataSection(corpus=spec["file"]), tokenizer, Path(spec["folder"]))
+    meta = write_shards(DataSection(corpus=spec["file"], num_proc=spec["procs"]), tokenizer, Path(spec["folder"]))
     seconds = time.perf_counter() - start
     return {"seconds": round(seconds, 2), "documents": meta["documents"], "tokens": meta["tokens"]}
 
 
-CHILDREN = {"prep-hf": child_prep_hf, "prep-lmforge": child_prep_lmforge}
+def child_index(spec: dict) -> dict:
+    """Each objective's example index over every document of the shards in spec["folder"], timed
+    once each (what the first `pretrain` of that objective builds and caches), at max_seq_length 128."""
+    import numpy as np
+
+    from pipelines.data.packing import build_sentence_runs
+    from pipelines.data.shards import ShardSet
+    from tasks.objectives.albert_sop import sop_ranges
+    from tasks.objectives.bert_mlm_nsp import nsp_ranges
+    from tasks.objectives.electra_rtd import electra_ranges
+    from tasks.shared.sentence_pairs import DocumentBounds, pair_index
+
+    store = ShardSet.open(Path(spec["folder"]))
+    ids = np.arange(store.n_documents)
+    builders = {
+        "nsp (BERT)": lambda: pair_index(nsp_ranges, store, ids, 125, 1, 42, short_seq_prob=0.1),
+        "sop (ALBERT)": lambda: pair_index(sop_ranges, store, ids, 125, 1, 42, short_seq_prob=0.1),
+        "segments (ELECTRA)": lambda: electra_ranges(DocumentBounds(store, ids), 128, np.random.default_rng(42)),
+        "sentence runs (BART)": lambda: build_sentence_runs(store, ids, 126),
+    }
+    out = {"documents": int(store.n_documents), "tokens": int(store.n_tokens), "indexes": {}}
+    for name, build in builders.items():
+        start = time.perf_counter()
+        rows = len(build())
+        out["indexes"][name] = {"seconds": round(time.perf_counter() - start, 2), "rows": rows}
+    return out
+
+
+CHILDREN = {"prep-hf": child_prep_hf, "prep-lmforge": child_prep_lmforge, "index": child_index}
 
 
 def child(kind: str, spec: str) -> list[str]:
@@ -176,22 +209,24 @@ def child(kind: str, spec: str) -> list[str]:
 # --- the three measurements ---------------------------------------------------------------------
 
 
-def bench_prep(corpus: dict, tokenizer: str, work: Path, env: dict, reps: int, timeout: float) -> dict:
-    """HF recipe and write_shards alternated, `reps` each, each into a fresh folder deleted afterwards."""
+def bench_prep(corpus: dict, tokenizer: str, work: Path, env: dict, reps: int, timeout: float,
+               procs: int = 1) -> dict:
+    """HF recipe and write_shards alternated, `reps` each, each into a fresh folder deleted afterwards,
+    both sides with `procs` processes."""
     runs = {"hf": [], "lmforge": []}
     for rep in range(reps):
         for side in runs:
-            target = work / "prep" / f"{side}-{rep}"
+            target = work / "prep" / f"{side}-{procs}-{rep}"
             shutil.rmtree(target, ignore_errors=True)
             spec = {"file": corpus["path"], "tokenizer": tokenizer, "block": 128, "cache_dir": str(target),
-                    "folder": str(target / "shards")}
-            r = run_measured(child(f"prep-{side}", json.dumps(spec)), env, work / "logs" / f"prep-{side}-{rep}.log",
-                             timeout=timeout)
+                    "folder": str(target / "shards"), "procs": procs}
+            r = run_measured(child(f"prep-{side}", json.dumps(spec)), env,
+                             work / "logs" / f"prep-{side}-{procs}-{rep}.log", timeout=timeout)
             shutil.rmtree(target, ignore_errors=True)
             runs[side].append(r)
-            log(f"prep {side} rep {rep + 1}: {r.get('seconds', '-')} s in-process, {r['wall_s']} s wall"
-                + (f" FAILED {r['error']}" if "error" in r else ""))
-    out = {"file_mb": corpus["mb"], "runs": runs}
+            log(f"prep {side} {procs} process(es) rep {rep + 1}: {r.get('seconds', '-')} s in-process, "
+                f"{r['wall_s']} s wall" + (f" FAILED {r['error']}" if "error" in r else ""))
+    out = {"file_mb": corpus["mb"], "procs": procs, "runs": runs}
     for side, rs in runs.items():
         ok = [r for r in rs if "error" not in r]
         if ok:
@@ -202,6 +237,26 @@ def bench_prep(corpus: dict, tokenizer: str, work: Path, env: dict, reps: int, t
     if "hf" in out and "lmforge" in out:
         out["ratio"] = round(out["lmforge"]["mb_per_s"] / out["hf"]["mb_per_s"], 2)
         out["pass"] = out["ratio"] >= PREP_RATIO
+    return out
+
+
+def bench_index(corpus: dict, tokenizer: str, work: Path, env: dict, timeout: float) -> dict:
+    """`corpus` written into shards by write_shards with `tokenizer` (untimed here), then every
+    objective's example index over all of its documents (child_index, one process)."""
+    folder = work / "index" / "shards"
+    shutil.rmtree(folder.parent, ignore_errors=True)
+    spec = {"file": corpus["path"], "tokenizer": tokenizer, "folder": str(folder), "procs": 1}
+    prep = run_measured(child("prep-lmforge", json.dumps(spec)), env, work / "logs" / "index-prepare.log",
+                        timeout=timeout)
+    out = {"corpus_mb": corpus["mb"], "prepare": prep}
+    if "error" not in prep:
+        out["run"] = run_measured(child("index", json.dumps({"folder": str(folder)})), env,
+                                  work / "logs" / "index.log", timeout=timeout)
+        for name, r in out["run"].get("indexes", {}).items():
+            log(f"index {name}: {r['seconds']} s, {r['rows']:,} rows")
+        times = [r["seconds"] for r in out["run"].get("indexes", {}).values()]
+        out["pass"] = bool(times) and max(times) < INDEX_LIMIT_S
+    shutil.rmtree(folder.parent, ignore_errors=True)
     return out
 
 
@@ -276,10 +331,9 @@ def _gb(b) -> str:
 
 def markdown(res: dict, only: str | None) -> str:
     lines = [f"corpus: {res['corpus_source']}; {res['machine']}", ""]
-    p = res.get("prep")
-    if p:
+    for p in res.get("prep", []):
         lines += [f"### Preparation, {p['file_mb']} MB text file, same byte-level BPE tokenizer (vocab 8192), "
-                  f"median of {len(p['runs']['hf'])}", "",
+                  f"{p['procs']} process(es) on both sides, median of {len(p['runs']['hf'])}", "",
                   "| pipeline | time (in-process) | MB/s | process wall | peak RSS GB | tokens |",
                   "|---|---|---|---|---|---|"]
         names = {"hf": "HF run_mlm: load_dataset text + tokenize map + group_texts 128",
@@ -292,6 +346,14 @@ def markdown(res: dict, only: str | None) -> str:
             lines += ["", f"lmforge / HF: **{p['ratio']}x** (target >= {PREP_RATIO}x: "
                           f"{'PASS' if p['pass'] else 'FAIL'})"]
         lines.append("")
+    x = res.get("index")
+    if x and "run" in x:
+        r = x["run"]
+        lines += [f"### Example indexes over every document of the {x['corpus_mb']} MB corpus "
+                  f"({r.get('documents', 0):,} documents, {r.get('tokens', 0):,} WordPiece tokens), max_seq_length 128",
+                  "", "| index | build s | rows |", "|---|---|---|"]
+        lines += [f"| {name} | {v['seconds']} | {v['rows']:,} |" for name, v in r.get("indexes", {}).items()]
+        lines += ["", f"each < {INDEX_LIMIT_S:g} s: {'PASS' if x.get('pass') else 'FAIL'}", ""]
     rows = res.get("pretrain")
     if rows:
         lines += [f"### `pretrain` on prepared shards, {rows[0]['steps']} steps, batch 32, eval 2 batches", "",
@@ -321,7 +383,8 @@ def markdown(res: dict, only: str | None) -> str:
 
 
 def failures(res: dict) -> list[dict]:
-    runs = [*res.get("pretrain", []), *(r for side in res.get("prep", {}).get("runs", {}).values() for r in side)]
+    runs = [*res.get("pretrain", []), *(r for p in res.get("prep", []) for side in p["runs"].values() for r in side)]
+    runs += [r for k in ("prepare", "run") for r in [res.get("index", {}).get(k)] if r]
     return [r for r in runs if "error" in r or "prepare_error" in r]
 
 
@@ -342,7 +405,9 @@ def main(argv=None):
     p.add_argument("--reps", type=int, default=2, help="prep repetitions per side (medians)")
     p.add_argument("--rss-reps", type=int, default=3, help="pretrain runs per recipe and corpus size (medians)")
     p.add_argument("--work", default=None, help="work folder (default: a temp folder, removed at the end)")
-    p.add_argument("--only", choices=["prep", "rss", "first-step"], default=None)
+    p.add_argument("--procs", default=f"1,{os.cpu_count() or 1}",
+                   help="prep: comma-separated process counts, each measured on both sides (default 1 and the cores)")
+    p.add_argument("--only", choices=["prep", "index", "rss", "first-step"], default=None)
     p.add_argument("--keep", action="store_true", help="keep corpora, shards and runs under --work")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds per subprocess")
     p.add_argument("--out", default="runs/bench/data.json", help="results JSON (a .md table beside it)")
@@ -358,7 +423,7 @@ def main(argv=None):
     env, started = child_env(work), time.perf_counter()
     res["env"] = {k: env.get(k) for k in ("OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM", "HF_HUB_OFFLINE",
                                           "HF_DATASETS_OFFLINE", "WANDB_MODE", "LMFORGE_PREPARED", "HF_DATASETS_CACHE")}
-    big = [work / "corpus", work / "prepared", work / "prep", work / "runs", work / "hf-datasets-cache"]
+    big = [work / "corpus", work / "prepared", work / "prep", work / "index", work / "runs", work / "hf-datasets-cache"]
     complete = False
     try:
         source, res["corpus_source"] = source_file(work)
@@ -369,8 +434,11 @@ def main(argv=None):
         res["corpora"] = corpora
         toks = tokenizers_for(source, work, ["roberta"] if args.only == "prep" else ["roberta", "bert"])
         if args.only in (None, "prep"):
-            res["prep"] = bench_prep(corpora["small"], toks["roberta"], work, env, args.reps, args.timeout)
-        if args.only != "prep":
+            res["prep"] = [bench_prep(corpora["small"], toks["roberta"], work, env, args.reps, args.timeout, procs)
+                           for procs in sorted({int(n) for n in args.procs.split(",")})]
+        if args.only in (None, "index"):
+            res["index"] = bench_index(corpora["big"], toks["bert"], work, env, args.timeout)
+        if args.only not in ("prep", "index"):
             res["pretrain"] = bench_pretrain(corpora, toks, work, env, args.steps, args.timeout, args.rss_reps)
             res["verdicts"] = verdicts(res["pretrain"])
         complete = not failures(res)
