@@ -53,7 +53,9 @@ def command_line() -> str:
                    if k in os.environ)
     py = Path(sys.executable)
     py = py.relative_to(Path.cwd()) if py.is_relative_to(Path.cwd()) else py
-    return " ".join(filter(None, [env, str(py), "-m bench data", shlex.join(sys.argv[1:])]))
+    args = sys.argv[1:]
+    args = args[1:] if args[:1] == ["data"] else args  # `python -m bench data ...` leaves its subcommand in argv
+    return " ".join(filter(None, [env, str(py), "-m bench data", shlex.join(args)]))
 
 
 def child_env(work: Path) -> dict:
