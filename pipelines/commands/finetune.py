@@ -146,9 +146,10 @@ def run_glue(task: str, path: str, glue_dir=None, recipe_name=None, overrides=()
     recipe_name = recipe_name or glue_recipe_for(checkpoint_config(path).model_type)
     root = Path(output_dir or default_output_root(path, overrides))
     starts = init_from_overrides(init_from, task, names)
+    family = family_override(path)
     summary = {}
     for name in names:
-        fixed = [f"objective.glue_task={name}", f"model.name_or_path={path}", *family_override(path),
+        fixed = [f"objective.glue_task={name}", f"model.name_or_path={path}", *family,
                  f"training.output_dir={root / name}", f"name={recipe_name}-{name}"]
         if glue_dir:
             fixed.append(f"objective.glue_dir={os.path.abspath(glue_dir)}")

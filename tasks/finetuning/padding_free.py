@@ -162,10 +162,16 @@ def segment_means(flat: torch.Tensor, segments: torch.Tensor, n: int) -> torch.T
 
 
 @contextmanager
-def first_tokens_only(model: torch.nn.Module, batch: dict, mean: bool = False):
+def first_tokens_only(model: torch.nn.Module, batch: dict):
     """Within the block, the encoder's output is cut to one state per example of the packed `batch`,
-    shaped [n, 1, hidden]: its first token's (at batch["cls_positions"], flat indices), or with `mean`
-    the mean over its tokens; the model's own pooler/head then reads exactly those."""
+    shaped [n, 1, hidden]: its first token's (at batch["cls_positions"], flat indices), or, for a
+    ModernBERT that pools by mean, the mean over its tokens, which its head then reads as a first
+    token (its own mean would average over the 4-D mask); the model's own pooler/head then reads
+    exactly those."""
+    inner = _transformers_model(model)
+    base, config = inner.base_model, inner.config  # the head reads the top model's config
+    mean = getattr(config, "classifier_pooling", None) == "mean"
+
     def hook(module, args, output):
         hidden = output[0]
         flat = hidden.reshape(-1, hidden.size(-1))
@@ -179,14 +185,17 @@ def first_tokens_only(model: torch.nn.Module, batch: dict, mean: bool = False):
         output["last_hidden_state"] = rows
         return output
 
-    base = _transformers_model(model).base_model
     # BERT/ALBERT keep a pooler after the encoder inside the base model; ModernBERT has no encoder module
     # and pools in its head, so its whole base model's output is cut
     handle = getattr(base, "encoder", base).register_forward_hook(hook)
+    if mean:
+        config.classifier_pooling = "cls"
     try:
         yield
     finally:
         handle.remove()
+        if mean:
+            config.classifier_pooling = "mean"
 
 
 def packed_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
@@ -201,23 +210,8 @@ def packed_logits(model: torch.nn.Module, batch: dict) -> torch.Tensor:
     positions = positions + position_offset(inner)  # RoBERTa-style tables count from padding_idx + 1
     mask = block_mask(batch["segment_ids"], attention, next(inner.parameters()).dtype)
     types = {"token_type_ids": batch["token_type_ids"]} if takes_token_types(inner) else {}  # not ModernBERT
-    mean = getattr(config, "classifier_pooling", None) == "mean"  # ModernBERT's option
-    with first_tokens_only(model, batch, mean), _pooling(config, "cls" if mean else None):
+    with first_tokens_only(model, batch):
         return model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=positions, **types).logits
-
-
-@contextmanager
-def _pooling(config, pooling: str | None):
-    """ModernBERT's head reads the hook's per-example means as first tokens (its own mean would
-    average them over the 4-D mask); None: unchanged."""
-    if pooling is None:
-        yield
-        return
-    saved, config.classifier_pooling = config.classifier_pooling, pooling
-    try:
-        yield
-    finally:
-        config.classifier_pooling = saved
 
 
 def takes_token_types(model: torch.nn.Module) -> bool:
