@@ -239,6 +239,7 @@ def check_model_config(recipe: Recipe) -> None:
     (transformers configs silently accept any kwarg, so a typo would otherwise be ignored), and so
     is text where the field is a number (`num_hidden_layers: two` would fail deep in the model).
     load_recipe calls this, so the mistake surfaces before any tokenizer is trained."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
     family = recipe.model.family
@@ -254,6 +255,11 @@ def check_model_config(recipe: Recipe) -> None:
         if isinstance(default, (int, float)) and not isinstance(default, bool) and isinstance(value, str):
             raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: '{value}' is not a number "
                                f"({type(defaults).__name__}'s default is {default})")
+        try:  # the Config class's own field checks (ModernBERT's classifier_pooling: cls or mean)
+            setattr(defaults, key, value)
+        except StrictDataclassError as exc:
+            why = str(exc.__cause__ or exc).splitlines()[-1].strip()
+            raise LmforgeError(f"recipe '{recipe.name}', model.config.{key}: {why}") from None
 
 
 def validate_params(params_cls: type, values: dict[str, Any], where: str):

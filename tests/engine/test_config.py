@@ -77,6 +77,14 @@ def test_unknown_model_config_key_is_refused(tmp_path):
     assert not (tmp_path / "tokenizer").exists()
 
 
+def test_a_value_the_config_class_rejects_is_refused_in_one_line():
+    """transformers' own field checks (here ModernBERT's pooling choices) run at load, not as a
+    traceback from deep inside the model's construction."""
+    with pytest.raises(LmforgeError, match=r"model.config.classifier_pooling: .*expected one of .*got max") as e:
+        load_recipe("modernbert-mini-cram", ["model.config.classifier_pooling=max"])
+    assert "\n" not in str(e.value)
+
+
 def test_modernbert_config_takes_the_tokenizers_special_ids(tmp_path):
     """ModernBERT's defaults are its released vocabulary's ids (50281/50282): cls and sep come from our
     WordPiece tokenizer, and bos/eos, which it lacks, are cleared rather than left out of range."""
