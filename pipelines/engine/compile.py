@@ -34,7 +34,7 @@ def compile_model(model: torch.nn.Module) -> torch.nn.Module:
     """Compile `model` in place for training (inductor); returns the same module."""
     import torch._dynamo
 
-    _check_cpu_compiler()
+    check_cpu_compiler()
     torch._dynamo.config.force_nn_module_property_static_shapes = False  # process-wide: see the module docstring
     for part in compiled_parts(model):
         part.compile()
@@ -51,9 +51,10 @@ def compiled_parts(model: torch.nn.Module) -> list[torch.nn.Module]:
     return [m for m in model.children() if isinstance(m, PreTrainedModel)] or [model]
 
 
-def _check_cpu_compiler() -> None:
+def check_cpu_compiler() -> None:
     """Inductor writes C++ for the CPU and needs a compiler; without one the first step fails deep in a
-    traceback. Asked the way inductor asks (config.cpp.cxx, CXX)."""
+    traceback. Asked the way inductor asks (config.cpp.cxx, CXX); the run and the experiment ask before
+    they write anything."""
     if torch.cuda.is_available():
         return
     from torch._inductor.cpp_builder import get_cpp_compiler

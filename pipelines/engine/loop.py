@@ -92,6 +92,10 @@ def setup(task, recipe: Recipe) -> Run:
     if (keep := task.keep_best()) is not None:
         check_unsharded(f"recipe '{recipe.name}', section 'objective'")  # before any work
         best = BestKeeper(*keep)
+    if t.torch_compile:  # a missing C++ compiler is named before the run folder exists
+        from pipelines.engine.compile import check_cpu_compiler
+
+        check_cpu_compiler()
     if accelerator.is_main_process:  # before load_tokenizer(), which reuses output_dir/tokenizer
         claim_output_dir(recipe)
         capture_library_logs(out)  # load reports, library notices: out/lmforge.log, not the terminal

@@ -121,7 +121,7 @@ def test_compiled_run_exports_plain_weights_and_resumes(tmp_path, tok_dir):
             torch.testing.assert_close(value, trained[name], rtol=1e-4, atol=1e-5, msg=f"{compile_on}: {name}")
 
 
-def test_missing_cpp_compiler_is_one_line(monkeypatch):
+def test_missing_cpp_compiler_is_one_line():
     from torch._inductor import config as inductor_config
 
     from pipelines.engine.compile import compile_model
@@ -129,6 +129,22 @@ def test_missing_cpp_compiler_is_one_line(monkeypatch):
 
     if torch.cuda.is_available():
         pytest.skip("the compiler check is for CPU training")
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("lmforge-no-such-compiler",))
-    with pytest.raises(LmforgeError, match=r"training\.torch_compile=true needs a C\+\+ compiler"):
-        compile_model(torch.nn.Linear(2, 2))
+    # inductor's own patch: a monkeypatch of its config proxy leaves `cxx` deleted for later tests
+    with inductor_config.patch({"cpp.cxx": ("lmforge-no-such-compiler",)}):
+        with pytest.raises(LmforgeError, match=r"training\.torch_compile=true needs a C\+\+ compiler"):
+            compile_model(torch.nn.Linear(2, 2))
+
+
+def test_missing_cpp_compiler_is_named_before_the_run_folder_exists(tmp_path, tok_dir):
+    from tiny_run import train_tiny
+    from torch._inductor import config as inductor_config
+
+    from pipelines.errors import LmforgeError
+
+    if torch.cuda.is_available():
+        pytest.skip("the compiler check is for CPU training")
+    out = tmp_path / "run"
+    with inductor_config.patch({"cpp.cxx": ("lmforge-no-such-compiler",)}):
+        with pytest.raises(LmforgeError, match=r"needs a C\+\+ compiler"):
+            train_tiny(out, tok_dir, "training.torch_compile=true", "training.max_steps=2")
+    assert not out.exists()

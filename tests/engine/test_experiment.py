@@ -170,3 +170,17 @@ def test_side_by_side_jobs_mark_each_stage_and_name_the_one_that_failed(tmp_path
     message = str(err.value)
     assert "glue/random_init/rte (exit 2: lmforge: error:" in message and "glue/pretrained/rte" not in message
     assert "glue-budget" in good.log.read_text()  # the child's output went to its log
+
+
+def test_a_compiled_recipe_without_a_cpp_compiler_stops_before_any_stage(tmp_path, glue):
+    # modernbert-mini-cram (the default) compiles: a machine without g++/clang++ is told so in one line
+    # before the corpus, tokenizer or pretraining is made, not an hour into the run
+    out = tmp_path / "exp"
+    args = cli_command("experiment", "bert-mini-cram", "--budget", "4s", "--glue_dir", str(glue), "--output_dir",
+                       str(out), *TINY, "training.torch_compile=true")
+    proc = subprocess.run(args, cwd=REPO, env={**cli_env(), "CXX": "lmforge-no-such-compiler"}, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert "training.torch_compile=true needs a C++ compiler" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
