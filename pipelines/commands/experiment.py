@@ -273,8 +273,9 @@ def _report_stage(log: ExperimentLog, root: Path, summaries: dict, recipe) -> di
         log.data["comparison"] = comp
         log.save()  # the report page reads the comparison from experiment.json
         table = comparison_markdown(comp)
-        atomic_write_text(root / "experiment.md", _markdown(log, table))
         result.update(page=str(build_report(root)), table=str(root / "experiment.md"))
+    # after the stage closed, so its own row reads done with its time (the stage reruns every time)
+    atomic_write_text(root / "experiment.md", _markdown(log, table))
     print(table)
     print(f"experiment: {root} ({log.data['wall_time_s'] / 60:.1f} min of wall time)")
     return comp

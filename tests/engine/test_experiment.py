@@ -70,6 +70,7 @@ def test_one_command_runs_every_stage_and_a_rerun_redoes_none(tmp_path, glue):
     pretrained = json.loads((out / "pretrain" / "final" / "config.json").read_text())
     assert baseline["hidden_size"] == pretrained["hidden_size"] == 32  # the same architecture
     assert "gain: pretrained - random init" in (out / "experiment.md").read_text()
+    assert "| running |" not in (out / "experiment.md").read_text()  # the report's own row included
     page = (out / "report" / "index.html").read_text()
     assert 'id="experiment"' in page and str(tmp_path) not in page
 
