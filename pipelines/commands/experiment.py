@@ -68,7 +68,7 @@ def run_experiment(recipe: str, budget: str, glue_dir: str | None, seeds: int = 
     pretrain_over = [*budget_defaults(load_recipe(recipe, list(overrides))), *overrides,
                      f"training.time_budget={budget}", f"training.output_dir={root / 'pretrain'}"]
     checked = load_recipe(recipe, pretrain_over)  # every recipe mistake before any work
-    if checked.training.torch_compile:  # the default recipe compiles: no compiler is said before any stage
+    if checked.training.torch_compile:  # the default recipe compiles: a missing compiler is named before any stage
         from pipelines.engine.compile import check_cpu_compiler
 
         check_cpu_compiler()
