@@ -23,12 +23,24 @@ discriminator's depth and 1/generator_size_divisor of its width, FFN and heads (
 Export: the engine's `final` folder is the discriminator (ElectraForPreTraining: the model to
 fine-tune, `make finetune MODEL=electra-tiny` uses it), the generator goes next to it in
 `final-generator` (ElectraForMaskedLM, fill-mask). Data: ELECTRA's build_pretraining_dataset.py
-ExampleBuilder (electra_segments below).
+ExampleBuilder (electra_segments below), or with `packing: full_sentences` RoBERTa's packed rows
+(for a corpus of short documents, which the ExampleBuilder would make into short, mostly padded rows).
+
+Other encoder families (ModernBERT: modernbert-electra-cram). transformers has an ELECTRA-style
+discriminator only for ELECTRA, so elsewhere the discriminator is the family's
+AutoModelForTokenClassification with one label (its prediction head + a hidden -> 1 layer, the shape of
+ElectraDiscriminatorPredictions) and the generator its AutoModelForMaskedLM. Such a family has no
+embedding projection, so the two share their embeddings only at equal width: the generator is made
+smaller by depth (`generator_num_layers`) instead of width, and its output layer is tied to the shared
+token embeddings as ELECTRA's is. `final` is then the discriminator's encoder (the family's base model,
+which sequence classification loads; the one-label head is not part of it), `final-generator` the
+generator.
 """
 
 from __future__ import annotations
 
 import copy
+import inspect
 from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
@@ -61,6 +73,20 @@ class RtdParams(MlmParams):
     # continued pretraining (model.name_or_path = a discriminator folder): the generator's folder;
     # default: our export's "<folder>-generator"
     generator_name_or_path: str | None = None
+    # the generator's depth; default the discriminator's (the paper narrows it instead). A family without
+    # an embedding projection (ModernBERT) shares embeddings only at equal width: there depth makes it small
+    generator_num_layers: int | None = None
+    packing: str = "segments"  # segments: ELECTRA's ExampleBuilder | full_sentences: RoBERTa's packed rows
+
+    def check(self, where: str):
+        super().check(where)
+        if self.packing not in PACKINGS:
+            raise LmforgeError(f"{where}: packing '{self.packing}' is not one of {', '.join(PACKINGS)}")
+        if self.generator_num_layers is not None and self.generator_num_layers < 1:
+            raise LmforgeError(f"{where}: generator_num_layers must be >= 1, got {self.generator_num_layers}")
+
+
+PACKINGS = ("segments", "full_sentences")
 
 
 def electra_ranges(docs, max_length: int, rng: np.random.Generator, single_segment_prob: float = 0.1,
@@ -121,10 +147,18 @@ def electra_segments(documents, max_length: int, rng: np.random.Generator, singl
     return [(store.tokens(a0, a1).tolist(), store.tokens(b0, b1).tolist()) for a0, a1, b0, b1 in rows]
 
 
-def generator_config(disc_config, divisor: float):
+def generator_config(disc_config, divisor: float, num_layers: int | None = None):
     """The generator's config: the discriminator's depth, embedding size and everything else, with
-    hidden size, FFN size and attention heads divided by `divisor` (paper Table 6)."""
+    hidden size, FFN size and attention heads divided by `divisor` (paper Table 6); `num_layers` (at
+    most the discriminator's) makes it shallower instead or as well."""
     cfg = copy.deepcopy(disc_config)
+    if num_layers is not None:
+        if not 1 <= num_layers <= disc_config.num_hidden_layers:
+            raise LmforgeError(f"objective.generator_num_layers {num_layers}: must be 1 to the discriminator's "
+                               f"{disc_config.num_hidden_layers} layers")
+        cfg.num_hidden_layers = num_layers
+        if getattr(cfg, "layer_types", None):  # ModernBERT: one attention type per layer
+            cfg.layer_types = list(cfg.layer_types[:num_layers])
     hidden = round(disc_config.hidden_size / divisor)
     heads = max(1, round(disc_config.num_attention_heads / divisor))
     if divisor < 1 or hidden < 1 or hidden % heads:
@@ -133,14 +167,21 @@ def generator_config(disc_config, divisor: float):
     cfg.hidden_size, cfg.num_attention_heads = hidden, heads
     cfg.intermediate_size = max(1, round(disc_config.intermediate_size / divisor))
     cfg.architectures = None
+    cfg.num_labels = 2  # the generator is no one-label discriminator (its config's default)
     return cfg
 
 
 def share_embeddings(generator, discriminator) -> None:
-    """One embeddings module for both (tokens, positions, token types, LayerNorm) and the generator's
-    output layer tied to the shared word embeddings."""
-    generator.electra.embeddings = discriminator.electra.embeddings
-    generator.generator_lm_head.weight = discriminator.electra.embeddings.word_embeddings.weight
+    """One embeddings module for both (ELECTRA: tokens, positions, token types, LayerNorm; ModernBERT:
+    tokens and the embedding norm) and the generator's output layer tied to the shared word embeddings."""
+    gen_table, disc_table = generator.get_input_embeddings(), discriminator.get_input_embeddings()
+    if gen_table.embedding_dim != disc_table.embedding_dim:
+        raise LmforgeError(f"objective: the generator's embeddings ({gen_table.embedding_dim} wide) cannot share the "
+                           f"discriminator's ({disc_table.embedding_dim}): model.family "
+                           f"'{discriminator.config.model_type}' has no embedding projection; set "
+                           "generator_size_divisor: 1 and make the generator smaller with generator_num_layers")
+    generator.base_model.embeddings = discriminator.base_model.embeddings
+    generator.get_output_embeddings().weight = disc_table.weight
 
 
 def sample_from_logits(logits: torch.Tensor, u: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
@@ -172,6 +213,8 @@ class ElectraPretrainingModel(nn.Module):
         self.temperature = temperature
         self.sparse_prediction = sparse_prediction  # generator logits only at the masked positions
         share_embeddings(generator, discriminator)
+        # ModernBERT reads no token types (its forward has no such argument)
+        self.token_types = "token_type_ids" in inspect.signature(discriminator.forward).parameters
 
     def forward(self, input_ids, attention_mask, token_type_ids, mlm_labels, sample_u,
                 mlm_positions=None) -> ElectraPretrainingOutput:
@@ -182,33 +225,43 @@ class ElectraPretrainingModel(nn.Module):
 
         selected = mlm_labels != IGNORE_INDEX
         pos = mlm_positions if mlm_positions is not None else positions_of(mlm_labels)
+        types = {"token_type_ids": token_type_ids} if self.token_types else {}
         with predict_only(self.generator, pos if self.sparse_prediction else None):
-            gen_logits = self.generator(input_ids=input_ids, attention_mask=attention_mask,
-                                        token_type_ids=token_type_ids).logits
+            gen_logits = self.generator(input_ids=input_ids, attention_mask=attention_mask, **types).logits
         original = torch.where(selected, mlm_labels, input_ids)
         with torch.no_grad():  # a discrete sample: the discriminator's loss never reaches the generator
             masked_logits = (gen_logits if self.sparse_prediction
                              else gen_logits.reshape(-1, gen_logits.size(-1)).index_select(0, pos))
             sampled = sample_from_logits(masked_logits, sample_u.reshape(-1).index_select(0, pos), self.temperature)
             fake = original.reshape(-1).index_copy(0, pos, sampled.to(original.dtype)).view_as(original)
-        disc_logits = self.discriminator(input_ids=fake, attention_mask=attention_mask,
-                                         token_type_ids=token_type_ids).logits
+        disc_logits = self.discriminator(input_ids=fake, attention_mask=attention_mask, **types).logits
+        if disc_logits.dim() == 3:  # a one-label token classifier: [B, T, 1]
+            disc_logits = disc_logits.squeeze(-1)
         return ElectraPretrainingOutput(generator_logits=gen_logits, discriminator_logits=disc_logits,
                                         replaced=(fake != original).long(), fake_input_ids=fake)
 
 
 @register("electra-rtd")
 class ElectraRtd(MaskingMixin, Task):
-    """ELECTRA replaced token detection on ElectraForMaskedLM (generator) + ElectraForPreTraining."""
+    """ELECTRA replaced token detection on ElectraForMaskedLM (generator) + ElectraForPreTraining, or
+    another WordPiece encoder family's masked LM + one-label token classifier."""
 
     Params = RtdParams
     tokenizer_kinds = ("wordpiece",)
 
     def __init__(self, recipe):
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+            MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES,
+        )
+
         super().__init__(recipe)
-        if recipe.model.family != "electra":
-            raise LmforgeError(f"recipe '{recipe.name}': task electra-rtd needs model.family electra, "
-                               f"got '{recipe.model.family}'")
+        family = recipe.model.family
+        if family != "electra" and not (family in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+                                        and family in MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES):
+            raise LmforgeError(f"recipe '{recipe.name}': task electra-rtd needs model.family electra or an encoder "
+                               f"with a masked LM and a token classifier in transformers, got '{family}'")
+        self.native = family == "electra"  # ElectraForPreTraining, ELECTRA's own discriminator
 
     @property
     def loss_weights(self) -> dict[str, float]:
@@ -221,6 +274,9 @@ class ElectraRtd(MaskingMixin, Task):
 
         self.setup_once(tokenizer)
         d, p = self.recipe.data, self.params
+
+        if p.packing == "full_sentences":
+            return self._packed_rows(tokenizer)
 
         def view(store, ids, split):
             seed = self.recipe.training.seed + (split == "eval")
@@ -237,6 +293,29 @@ class ElectraRtd(MaskingMixin, Task):
 
         return splits(self.recipe, tokenizer, view)
 
+    def _packed_rows(self, tokenizer):
+        """RoBERTa's FULL-SENTENCES rows (tasks/objectives/roberta_mlm.py): documents packed across their
+        boundaries with [SEP] between them, one segment per row."""
+        from pipelines.data.examples import ExampleView
+        from pipelines.data.packing import PackedBlocks
+        from pipelines.data.prepare import splits
+        from tasks.shared.template import special_template, template_example
+
+        pre, post = special_template(tokenizer)["single"]
+        width = self.recipe.data.max_seq_length - len(pre) - len(post)
+
+        def example(blocks, i: int) -> dict:  # {"input_ids", "token_type_ids"[, "word_ids"]}
+            if not self.needs_word_ids:
+                return template_example(tokenizer, blocks.read(i).tolist())
+            ids, words = blocks.read(i, words=True)
+            return template_example(tokenizer, list(zip(ids.tolist(), words.tolist())))
+
+        def view(store, ids, split):
+            blocks = PackedBlocks(store, ids, width, tokenizer.sep_token_id)
+            return ExampleView(len(blocks), lambda i: example(blocks, i))
+
+        return splits(self.recipe, tokenizer, view)
+
     def collate(self, examples, generator):
         pad = self.tokenizer.pad_token_id
         input_ids = pad_stack([e["input_ids"] for e in examples], pad)
@@ -250,7 +329,12 @@ class ElectraRtd(MaskingMixin, Task):
 
         self.setup_once(tokenizer)
         p, source = self.params, self.recipe.model.name_or_path
-        disc = init_model(AutoModelForPreTraining, self.recipe, tokenizer, type_vocab_size=2)
+        if self.native:
+            disc = init_model(AutoModelForPreTraining, self.recipe, tokenizer, type_vocab_size=2)
+        else:
+            from transformers import AutoModelForTokenClassification
+
+            disc = init_model(AutoModelForTokenClassification, self.recipe, tokenizer, num_labels=1)
         if source:  # continued pretraining from our export (or any discriminator + generator pair)
             gen_path = p.generator_name_or_path or f"{str(source).rstrip('/')}-generator"
             try:
@@ -259,7 +343,8 @@ class ElectraRtd(MaskingMixin, Task):
                 raise LmforgeError(f"objective.generator_name_or_path: cannot load '{gen_path}': "
                                    f"{one_line(exc)}") from None
         else:
-            gen = AutoModelForMaskedLM.from_config(generator_config(disc.config, p.generator_size_divisor))
+            gen = AutoModelForMaskedLM.from_config(generator_config(disc.config, p.generator_size_divisor,
+                                                                    p.generator_num_layers))
         return ElectraPretrainingModel(gen, disc, p.temperature, p.sparse_prediction)
 
     def loss_counts(self, batch):
@@ -301,13 +386,16 @@ class ElectraRtd(MaskingMixin, Task):
                 "disc_recall": n["found"] / max(n["replaced"], 1)}
 
     def export(self, model, tokenizer, out_dir, state_dict=None):
-        """<out_dir> = the discriminator (ElectraForPreTraining), <out_dir>-generator = ElectraForMaskedLM."""
+        """<out_dir> = the discriminator (ElectraForPreTraining; another family: its encoder),
+        <out_dir>-generator = the generator (ElectraForMaskedLM, or the family's masked LM)."""
         out_dir = Path(out_dir)
         gen_dir = out_dir.with_name(f"{out_dir.name}-generator")
-        for part, folder in (("discriminator", out_dir), ("generator", gen_dir)):
+        disc = model.discriminator if self.native else model.discriminator.base_model
+        disc_prefix = "discriminator." if self.native else f"discriminator.{model.discriminator.base_model_prefix}."
+        for module, prefix, folder in ((disc, disc_prefix, out_dir), (model.generator, "generator.", gen_dir)):
             sub = None if state_dict is None else \
-                {k.removeprefix(f"{part}."): v for k, v in state_dict.items() if k.startswith(f"{part}.")}
-            write_pretrained(getattr(model, part), tokenizer, folder, self.recipe, state_dict=sub)
+                {k.removeprefix(prefix): v for k, v in state_dict.items() if k.startswith(prefix)}
+            write_pretrained(module, tokenizer, folder, self.recipe, state_dict=sub)
         return [out_dir, gen_dir]
 
     def flops_per_token(self, model):

@@ -306,3 +306,102 @@ def test_electra_needs_the_electra_family(tmp_path):
     with pytest.raises(LmforgeError, match="embedding_size: not a field of BertConfig|electra-rtd needs model.family"):
         recipe = load_recipe("electra-tiny", ["model.family=bert", f"training.output_dir={tmp_path}"])
         get_task(recipe.task)(recipe)
+
+
+# --- replaced token detection on another family (ModernBERT: modernbert-electra-cram) -----------
+
+MODERN = ["model.config.hidden_size=32", "model.config.num_attention_heads=2", "model.config.intermediate_size=48"]
+
+
+@pytest.fixture(scope="module")
+def modern_rtd(tokenizers, tmp_path_factory):
+    task, tok = task_for("modernbert-electra-cram", tokenizers, "bert", tmp_path_factory.mktemp("modern"), *MODERN)
+    train, _ = task.prepare(tok)
+    torch.manual_seed(0)
+    return task, tok, train, task.build_model(tok)
+
+
+def test_modernbert_rtd_shares_embeddings_with_a_one_layer_generator(modern_rtd):
+    _, _, _, model = modern_rtd
+    gen, disc = model.generator, model.discriminator
+    assert type(gen).__name__ == "ModernBertForMaskedLM" and type(disc).__name__ == "ModernBertForTokenClassification"
+    assert disc.config.num_labels == 1 and disc.classifier.out_features == 1
+    assert gen.model.embeddings is disc.model.embeddings  # token table and its norm, one module
+    assert gen.decoder.weight.data_ptr() == disc.model.embeddings.tok_embeddings.weight.data_ptr()
+    assert (gen.config.num_hidden_layers, disc.config.num_hidden_layers) == (1, 4)
+    assert gen.config.hidden_size == disc.config.hidden_size == 32
+    assert len(gen.config.layer_types) == 1
+    n_shared = sum(p.numel() for p in disc.model.embeddings.parameters())
+    assert sum(p.numel() for p in model.parameters()) == \
+        sum(p.numel() for p in gen.parameters()) + sum(p.numel() for p in disc.parameters()) - n_shared
+
+
+def test_modernbert_rtd_reads_full_rows_and_labels_the_changed_tokens(modern_rtd):
+    """full_sentences packing: every row is 128 tokens of packed documents; the discriminator's labels
+    are 1 exactly where the sampled token differs from the original, over > 100k tokens."""
+    task, tok, train, model = modern_rtd
+    assert len(train) > 800 and all(len(train[i]["input_ids"]) == 128 for i in range(0, len(train), 97))
+    model.eval()
+    n_tokens = n_masked = replaced = 0
+    with torch.no_grad():
+        for _, batch in batches(task, train[:1000], size=200):
+            assert "token_type_ids" in batch  # collated, and not passed to ModernBERT (it reads none)
+            out = task._forward(model, batch)
+            sel = batch["labels"] != IGNORE_INDEX
+            original = torch.where(sel, batch["labels"], batch["input_ids"])
+            assert out.discriminator_logits.shape == batch["input_ids"].shape
+            assert torch.equal(out.fake_input_ids[~sel], original[~sel])
+            assert torch.equal(out.replaced, (out.fake_input_ids != original).long())
+            n_masked, n_tokens = n_masked + int(sel.sum()), n_tokens + int(batch["attention_mask"].sum())
+            replaced += int(out.replaced.sum())
+    assert n_tokens > 100_000 and 0.13 < n_masked / n_tokens < 0.16
+    assert 0.9 < replaced / n_masked <= 1.0  # an untrained generator over 2,000 pieces rarely draws the original
+
+
+def test_modernbert_rtd_gradients_stay_apart(modern_rtd):
+    task, _, train, model = modern_rtd
+    model.train()
+    model.zero_grad(set_to_none=True)
+    _, batch = next(batches(task, train[:16]))
+    task.loss(model, batch)["disc"].backward()
+    shared = {p.data_ptr() for p in model.discriminator.parameters()}
+    own = [p for p in model.generator.parameters() if p.data_ptr() not in shared]
+    assert len(own) > 5 and all(p.grad is None or not p.grad.any() for p in own)
+    assert model.discriminator.classifier.weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    task.loss(model, batch)["mlm"].backward()
+    assert all(p.grad is not None for p in own) and model.discriminator.classifier.weight.grad is None
+    model.zero_grad(set_to_none=True)
+
+
+def test_modernbert_rtd_export_fine_tunes_and_the_generator_reloads(modern_rtd, tmp_path):
+    """`final` is the discriminator's encoder: sequence classification loads every encoder weight from
+    it; `final-generator` reloads with the same MLM logits."""
+    from transformers import AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    task, tok, train, model = modern_rtd
+    final, gen_dir = task.export(model, tok, tmp_path / "final")
+    assert gen_dir.name == "final-generator"
+    clf, info = AutoModelForSequenceClassification.from_pretrained(final, num_labels=2, output_loading_info=True)
+    assert not [k for k in info["missing_keys"] if k.startswith("model.")], info["missing_keys"]
+    assert torch.equal(clf.model.layers[3].mlp.Wo.weight, model.discriminator.model.layers[3].mlp.Wo.weight)
+    gen = AutoModelForMaskedLM.from_pretrained(gen_dir).eval()
+    model.generator.eval()
+    ids = torch.tensor([train[0]["input_ids"][:32]])
+    with torch.no_grad():
+        assert torch.allclose(gen(input_ids=ids).logits, model.generator(input_ids=ids).logits, atol=1e-5)
+
+
+def test_a_narrower_generator_without_an_embedding_projection_is_refused(tokenizers, tmp_path):
+    task, tok = task_for("modernbert-electra-cram", tokenizers, "bert", tmp_path, *MODERN,
+                         "objective.generator_size_divisor=2")
+    with pytest.raises(LmforgeError, match="has no embedding projection; set generator_size_divisor: 1"):
+        task.build_model(tok)
+
+
+@pytest.mark.parametrize("setting, message", [("objective.packing=rows", "packing 'rows' is not one of"),
+                                              ("objective.generator_num_layers=0", "generator_num_layers must be")])
+def test_rtd_settings_are_checked_before_any_work(tmp_path, setting, message):
+    recipe = load_recipe("modernbert-electra-cram", [setting, f"training.output_dir={tmp_path}"])
+    with pytest.raises(LmforgeError, match=message):
+        get_task(recipe.task)(recipe)
