@@ -275,8 +275,8 @@ class ElectraRtd(MaskingMixin, Task):
         self.setup_once(tokenizer)
         d, p = self.recipe.data, self.params
 
-        if p.packing == "full_sentences":
-            return self._packed_rows(tokenizer)
+        if p.packing == "full_sentences":  # one segment per row: token types all 0 (collate)
+            return self.full_sentence_splits(tokenizer)
 
         def view(store, ids, split):
             seed = self.recipe.training.seed + (split == "eval")
@@ -293,35 +293,13 @@ class ElectraRtd(MaskingMixin, Task):
 
         return splits(self.recipe, tokenizer, view)
 
-    def _packed_rows(self, tokenizer):
-        """RoBERTa's FULL-SENTENCES rows (tasks/objectives/roberta_mlm.py): documents packed across their
-        boundaries with [SEP] between them, one segment per row."""
-        from pipelines.data.examples import ExampleView
-        from pipelines.data.packing import PackedBlocks
-        from pipelines.data.prepare import splits
-        from tasks.shared.template import special_template, template_example
-
-        pre, post = special_template(tokenizer)["single"]
-        width = self.recipe.data.max_seq_length - len(pre) - len(post)
-
-        def example(blocks, i: int) -> dict:  # {"input_ids", "token_type_ids"[, "word_ids"]}
-            if not self.needs_word_ids:
-                return template_example(tokenizer, blocks.read(i).tolist())
-            ids, words = blocks.read(i, words=True)
-            return template_example(tokenizer, list(zip(ids.tolist(), words.tolist())))
-
-        def view(store, ids, split):
-            blocks = PackedBlocks(store, ids, width, tokenizer.sep_token_id)
-            return ExampleView(len(blocks), lambda i: example(blocks, i))
-
-        return splits(self.recipe, tokenizer, view)
-
     def collate(self, examples, generator):
         pad = self.tokenizer.pad_token_id
         input_ids = pad_stack([e["input_ids"] for e in examples], pad)
         corrupted, labels = self.masked(input_ids, examples, generator)
         return {"input_ids": corrupted, "attention_mask": (input_ids != pad).long(),
-                "token_type_ids": pad_stack([e["token_type_ids"] for e in examples], 0), "labels": labels,
+                "token_type_ids": pad_stack([e["token_type_ids"] for e in examples], 0)
+                if "token_type_ids" in examples[0] else torch.zeros_like(input_ids), "labels": labels,
                 "mlm_positions": mlm_positions(labels), "sample_u": torch.rand(input_ids.shape, generator=generator)}
 
     def build_model(self, tokenizer):

@@ -11,13 +11,11 @@ replacement live in tasks/shared/masking.py, shared by every MLM family.
 
 from __future__ import annotations
 
-from pipelines.data.examples import ExampleView
 from tasks.base import Task, register
 from tasks.shared.batching import has_padding, model_attention_mask, pad_stack
 from tasks.shared.masked_lm import MaskingMixin, MlmParams, masked_accuracy
 from tasks.shared.modeling import init_model
 from tasks.shared.sparse_head import mlm_positions
-from tasks.shared.template import special_template, template_example
 
 
 @register("mlm")
@@ -28,26 +26,7 @@ class MaskedLM(MaskingMixin, Task):
     loss_weights = {"mlm": 1.0}
 
     def prepare(self, tokenizer):
-        from pipelines.data.packing import PackedBlocks
-        from pipelines.data.prepare import splits
-
-        self.setup_once(tokenizer)
-        pre, post = special_template(tokenizer)["single"]
-        width = self.recipe.data.max_seq_length - len(pre) - len(post)  # room for <s> ... </s>
-        sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-
-        def view(store, ids, split):
-            blocks = PackedBlocks(store, ids, width, sep)
-            return ExampleView(len(blocks), lambda i: self.example(blocks, i))
-
-        return splits(self.recipe, tokenizer, view)
-
-    def example(self, blocks, i: int) -> dict:
-        if not self.needs_word_ids:
-            return {"input_ids": template_example(self.tokenizer, blocks.read(i).tolist())["input_ids"]}
-        ids, words = blocks.read(i, words=True)
-        e = template_example(self.tokenizer, list(zip(ids.tolist(), words.tolist())))
-        return {"input_ids": e["input_ids"], "word_ids": e["word_ids"]}
+        return self.full_sentence_splits(tokenizer)  # FULL-SENTENCES rows (tasks/shared/masked_lm.py)
 
     def collate(self, examples, generator):
         input_ids = pad_stack([e["input_ids"] for e in examples], self.tokenizer.pad_token_id)

@@ -102,6 +102,33 @@ class MaskingMixin:
 
         return token_ce_sum(logits, selected_labels(labels, self.params.sparse_prediction, positions))
 
+    def full_sentence_splits(self, tokenizer):
+        """(train, eval) views of RoBERTa's FULL-SENTENCES rows: the documents as one stream with the
+        separator between them, cut into blocks of max_seq_length less the template's specials, each
+        wrapped in the single-sequence template ({"input_ids"[, "word_ids"]})."""
+        from pipelines.data.examples import ExampleView
+        from pipelines.data.packing import PackedBlocks
+        from pipelines.data.prepare import splits
+        from tasks.shared.template import special_template, template_example
+
+        self.setup_once(tokenizer)
+        pre, post = special_template(tokenizer)["single"]
+        width = self.recipe.data.max_seq_length - len(pre) - len(post)  # room for <s> ... </s>
+        sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+
+        def example(blocks, i: int) -> dict:
+            if not self.needs_word_ids:
+                return {"input_ids": template_example(tokenizer, blocks.read(i).tolist())["input_ids"]}
+            ids, words = blocks.read(i, words=True)
+            e = template_example(tokenizer, list(zip(ids.tolist(), words.tolist())))
+            return {"input_ids": e["input_ids"], "word_ids": e["word_ids"]}
+
+        def view(store, ids, split):
+            blocks = PackedBlocks(store, ids, width, sep)
+            return ExampleView(len(blocks), lambda i: example(blocks, i))
+
+        return splits(self.recipe, tokenizer, view)
+
     @property
     def needs_word_ids(self) -> bool:
         """Word-level strategies need per-token word ids; examples carry them only then (memory)."""
